@@ -1,0 +1,48 @@
+"""Gateway activities: gateway-neutral calls, routed to the configured gateway by name."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.gateways import GatewayRefused, GatewayUnavailable, PaymentGateway
+from workflows.contracts import (
+    CANCEL_PAYMENT,
+    CREATE_PAYMENT,
+    RETRIEVE_PAYMENT,
+    CreatePaymentRequest,
+    GatewayPayment,
+    PaymentRef,
+)
+
+
+class GatewayActivities:
+    def __init__(self, gateways: dict[str, PaymentGateway]):
+        self.gateways = gateways
+
+    def _gateway(self, name: str) -> PaymentGateway:
+        try:
+            return self.gateways[name]
+        except KeyError:
+            raise ApplicationError(f"unknown gateway {name!r}", type="gateway_refused",
+                                   non_retryable=True) from None
+
+    async def _run(self, call):  # type: ignore[no-untyped-def]
+        try:
+            return await call
+        except GatewayRefused as e:
+            raise ApplicationError(str(e), type="gateway_refused", non_retryable=True) from e
+        except GatewayUnavailable as e:
+            raise ApplicationError(str(e), type="gateway_unavailable") from e
+
+    @activity.defn(name=CREATE_PAYMENT)
+    async def create_payment(self, req: CreatePaymentRequest) -> GatewayPayment:
+        return await self._run(self._gateway(req.gateway).create_payment(req))
+
+    @activity.defn(name=RETRIEVE_PAYMENT)
+    async def retrieve_payment(self, ref: PaymentRef) -> GatewayPayment:
+        return await self._run(self._gateway(ref.gateway).retrieve_payment(ref))
+
+    @activity.defn(name=CANCEL_PAYMENT)
+    async def cancel_payment(self, ref: PaymentRef) -> GatewayPayment:
+        return await self._run(self._gateway(ref.gateway).cancel_payment(ref))

@@ -1,0 +1,27 @@
+"""Payment gateways behind one gateway-neutral interface."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from workflows.contracts import CreatePaymentRequest, GatewayPayment, PaymentRef
+
+
+class GatewayRefused(Exception):
+    """A permanent refusal (invalid request, card declined): retrying cannot help."""
+
+
+class GatewayUnavailable(Exception):
+    """A transient failure (timeout, 5xx, rate limit): retry with the same idempotency key."""
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    async def create_payment(self, req: CreatePaymentRequest) -> GatewayPayment: ...
+
+    async def retrieve_payment(self, ref: PaymentRef) -> GatewayPayment: ...
+
+    async def cancel_payment(self, ref: PaymentRef) -> GatewayPayment: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,116 @@
+"""Stripe through the official SDK. Offline, STRIPE_API_BASE points it at the project's
+stand-in (`stripe_standin`), so the SDK's real HTTP path is what runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+
+from activities.gateways import GatewayRefused, GatewayUnavailable
+from workflows.contracts import (
+    PAYMENT_CANCELED,
+    PAYMENT_FAILED,
+    PAYMENT_PENDING,
+    PAYMENT_SUCCEEDED,
+    CreatePaymentRequest,
+    GatewayPayment,
+    Money,
+    PaymentRef,
+)
+
+_STATUS = {
+    "succeeded": PAYMENT_SUCCEEDED,
+    "canceled": PAYMENT_CANCELED,
+    "requires_payment_method": PAYMENT_PENDING,
+    "requires_confirmation": PAYMENT_PENDING,
+    "requires_action": PAYMENT_PENDING,
+    "processing": PAYMENT_PENDING,
+    "requires_capture": PAYMENT_PENDING,
+}
+
+
+def payment_status(pi: Any) -> str:
+    status = _STATUS.get(pi["status"], PAYMENT_PENDING)
+    if status == PAYMENT_PENDING and pi.get("last_payment_error"):
+        return PAYMENT_FAILED
+    return status
+
+
+class StripeGateway:
+    name = "stripe"
+
+    def __init__(self, api_key: str, api_base: str | None = None,
+                 checkout_base: str | None = None, timeout: float = 10.0):
+        self._http = stripe.HTTPXClient(timeout=timeout)
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            http_client=self._http,
+            max_network_retries=0,  # Temporal owns retries (same idempotency key each time)
+        )
+        self.checkout_base = checkout_base.rstrip("/") if checkout_base else None
+
+    def _to_payment(self, pi: Any) -> GatewayPayment:
+        error = pi.get("last_payment_error")
+        return GatewayPayment(
+            gateway=self.name,
+            payment_id=pi["id"],
+            status=payment_status(pi),
+            amount=Money(int(pi["amount"]), str(pi["currency"]).upper()),
+            client_secret=pi.get("client_secret"),
+            checkout_url=(f"{self.checkout_base}/checkout/{pi['id']}"
+                          if self.checkout_base else None),
+            failure_reason=(error.get("code") or error.get("message")) if error else None,
+        )
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (stripe.APIConnectionError, stripe.RateLimitError) as e:
+            raise GatewayUnavailable(f"stripe unreachable: {e.user_message or e}") from e
+        except stripe.APIError as e:
+            raise GatewayUnavailable(f"stripe error {e.http_status}: {e.user_message}") from e
+        except (stripe.InvalidRequestError, stripe.CardError, stripe.IdempotencyError,
+                stripe.AuthenticationError, stripe.PermissionError) as e:
+            raise GatewayRefused(f"stripe refused ({e.code or e.http_status}): "
+                                 f"{e.user_message}") from e
+        except stripe.StripeError as e:
+            if e.http_status and 400 <= e.http_status < 500 and e.http_status not in (409, 429):
+                raise GatewayRefused(f"stripe refused ({e.http_status}): {e.user_message}") from e
+            raise GatewayUnavailable(f"stripe error: {e}") from e
+
+    async def create_payment(self, req: CreatePaymentRequest) -> GatewayPayment:
+        pi = await self._call(self.client.v1.payment_intents.create_async(
+            {
+                "amount": req.amount.amount,
+                "currency": req.amount.currency.lower(),
+                "description": req.description,
+                "metadata": {"flow_id": req.flow_id, "tenant_id": req.tenant_id},
+                "automatic_payment_methods": {"enabled": True},
+            },
+            options={"idempotency_key": req.idempotency_key},
+        ))
+        return self._to_payment(pi)
+
+    async def retrieve_payment(self, ref: PaymentRef) -> GatewayPayment:
+        return self._to_payment(
+            await self._call(self.client.v1.payment_intents.retrieve_async(ref.payment_id))
+        )
+
+    async def cancel_payment(self, ref: PaymentRef) -> GatewayPayment:
+        """Cancel; when the payment already succeeded (or was cancelled) report its state."""
+        try:
+            pi = await self._call(self.client.v1.payment_intents.cancel_async(ref.payment_id))
+        except GatewayRefused as e:
+            cause = e.__cause__
+            if isinstance(cause, stripe.InvalidRequestError) and (
+                cause.code == "payment_intent_unexpected_state"
+            ):
+                return await self.retrieve_payment(ref)
+            raise
+        return self._to_payment(pi)
+
+    async def close(self) -> None:
+        await self._http.close_async()
+

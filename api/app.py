@@ -1,0 +1,45 @@
+"""The FastAPI application: one engine and one Temporal client per process (lifespan)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors, flows, health, topups, users, wallets, webhooks
+from db.engine import create_engine, resolve_database_url, session_factory
+from settings import Settings, get_settings
+from temporal_client import connect
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = await resolve_database_url(settings.database_url, settings.state_dir)
+        engine = create_engine(url, settings.db_pool_size)
+        app.state.sessions = session_factory(engine)
+        app.state.temporal = await connect(settings)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="walletflow",
+        version="0.1.0",
+        summary="Durable wallet and payments: Temporal workflows over a double-entry ledger",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    for module in (topups, users, wallets, flows, webhooks, health):
+        app.include_router(module.router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """For `uvicorn --factory api.app:app_factory`."""
+    return create_app()

@@ -1,0 +1,39 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="PostgreSQL and Temporal are reachable")
+async def readyz(request: Request) -> JSONResponse:
+    checks: dict[str, Any] = {}
+
+    async def db() -> None:
+        async with request.app.state.sessions() as session:
+            await session.execute(text("SELECT 1"))
+
+    async def temporal() -> None:
+        await request.app.state.temporal.service_client.check_health()
+
+    for name, probe in (("postgres", db), ("temporal", temporal)):
+        try:
+            await asyncio.wait_for(probe(), 3)
+            checks[name] = "ok"
+        except Exception as e:  # noqa: BLE001 - any failure means not ready
+            checks[name] = f"unavailable: {type(e).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "unready", "checks": checks},
+                        status_code=200 if ready else 503)

@@ -1,0 +1,44 @@
+"""Request bodies. Amounts are decimal strings (or exact JSON numbers) → minor units later."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+USER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+
+
+def _decimal_text(value: object) -> object:
+    """Keep amounts exact: Decimal (from JSON numbers) and int become plain decimal text."""
+    if isinstance(value, bool):
+        return value  # refused by the str type below
+    if isinstance(value, Decimal):
+        return format(value, "f") if value.is_finite() else "NaN"
+    if isinstance(value, int):
+        return str(value)
+    return value
+
+
+Amount = Annotated[str, BeforeValidator(_decimal_text), Field(
+    max_length=40, description="decimal string in major units, e.g. \"89.50\"",
+    examples=["25.00"])]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class UserCreate(Strict):
+    user_id: str = Field(pattern=USER_ID, examples=["user-42"])
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+class TopUpCreate(Strict):
+    user_id: str = Field(pattern=USER_ID, examples=["user-42"])
+    amount: Amount | None = None
+    currency: Currency | None = None
+    package: str | None = Field(default=None, max_length=40, description="a PTS points package",
+                                examples=["premium"])

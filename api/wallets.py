@@ -1,0 +1,72 @@
+"""Wallet reads: balances per currency and the transaction history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import admin_principal, client_principal, db_session
+from api.errors import ProblemError
+from api.pagination import decode_cursor, encode_cursor
+from db.ledger import Balance, LedgerRepository
+from db.repositories import Principal, UserRepository
+from workflows.contracts import format_amount
+
+router = APIRouter(tags=["wallets"])
+
+
+def _balance(b: Balance) -> dict[str, Any]:
+    fmt = lambda v: format_amount(v, b.currency)  # noqa: E731
+    return {"account": b.kind, "currency": b.currency, "posted": fmt(b.posted),
+            "pending_in": fmt(b.pending_in), "pending_out": fmt(b.pending_out),
+            "available": fmt(b.available)}
+
+
+async def _user(session: AsyncSession, principal: Principal, user_id: str) -> None:
+    if await UserRepository(session).get(principal.tenant_id, user_id) is None:
+        raise ProblemError(404, "user_not_found", f"no user {user_id!r} in this tenant")
+
+
+@router.get("/v1/wallets/{user_id}", summary="A wallet's balances per currency")
+async def get_wallet(user_id: str, principal: Principal = Depends(client_principal),
+                     session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+    await _user(session, principal, user_id)
+    balances = await LedgerRepository(session).balances(principal.tenant_id, user_id)
+    return {"user_id": user_id, "balances": [_balance(b) for b in balances]}
+
+
+@router.get("/v1/wallets/{user_id}/transactions", summary="A wallet's history, newest first")
+async def wallet_history(
+    user_id: str,
+    cursor: str | None = None,
+    limit: int = Query(50, ge=1, le=200),
+    principal: Principal = Depends(client_principal),
+    session: AsyncSession = Depends(db_session),
+) -> dict[str, Any]:
+    await _user(session, principal, user_id)
+    before = decode_cursor(cursor)
+    if before is not None and not isinstance(before, int):
+        raise ProblemError(400, "invalid_cursor", "the cursor is malformed")
+    repo = LedgerRepository(session)
+    accounts = [b.account_id for b in await repo.balances(principal.tenant_id, user_id)]
+    rows = await repo.history(principal.tenant_id, accounts, before, limit + 1) if accounts else []
+    data = [{
+        "transfer_id": r["id"], "kind": r["kind"], "state": r["state"],
+        "direction": "debit" if r["outgoing"] else "credit",
+        "amount": format_amount(r["amount"], r["currency"]), "currency": r["currency"],
+        "balance_after": (format_amount(r["balance_after"], r["currency"])
+                          if r["balance_after"] is not None else None),
+        "counterparty": r["counterparty"], "flow_id": r["flow_id"],
+        "created_at": r["created_at"].isoformat(),
+    } for r in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+    return {"data": data, "next_cursor": next_cursor}
+
+
+@router.get("/v1/ledger/accounts", summary="The tenant's system accounts (admin)")
+async def system_accounts(principal: Principal = Depends(admin_principal),
+                          session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+    balances = await LedgerRepository(session).system_balances(principal.tenant_id)
+    return {"data": [_balance(b) | {"owner": b.owner_id} for b in balances]}

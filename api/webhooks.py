@@ -1,0 +1,107 @@
+"""Gateway webhooks in. The signature is checked on the raw bytes in a dependency, before any
+parsing; each event is stored once; then the flow named in the metadata is signalled with the
+event id (the workflow deduplicates too). Forged, stale or malformed deliveries get 4xx and
+never reach a workflow; events for unknown or finished flows are acknowledged and recorded."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import stripe
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import db_session, raw_body
+from api.errors import ProblemError
+from db.repositories import WebhookEventRepository
+from workflows.contracts import (
+    PAYMENT_CANCELED,
+    PAYMENT_FAILED,
+    PAYMENT_SUCCEEDED,
+    Money,
+    PaymentEvent,
+)
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+STRIPE_PAYMENT_EVENTS = {
+    "payment_intent.succeeded": PAYMENT_SUCCEEDED,
+    "payment_intent.payment_failed": PAYMENT_FAILED,
+    "payment_intent.canceled": PAYMENT_CANCELED,
+}
+
+
+async def verified_stripe_event(request: Request, body: bytes = Depends(raw_body)
+                                ) -> dict[str, Any]:
+    """Verify Stripe-Signature with the official SDK against every configured secret (several
+    during rotation), with the timestamp tolerance; only then parse."""
+    header = request.headers.get("stripe-signature")
+    if not header:
+        raise ProblemError(400, "signature_missing", "the Stripe-Signature header is missing")
+    settings = request.app.state.settings
+    for secret in settings.webhook_secrets:
+        try:
+            stripe.WebhookSignature.verify_header(
+                body.decode("utf-8"), header, secret, settings.stripe_webhook_tolerance_seconds)
+            break
+        except stripe.SignatureVerificationError:
+            continue
+        except UnicodeDecodeError:
+            raise ProblemError(400, "malformed_payload", "the body is not UTF-8") from None
+    else:
+        raise ProblemError(400, "signature_invalid",
+                           "the signature does not match, or its timestamp is too old")
+    try:
+        event = json.loads(body)
+        if not isinstance(event, dict):
+            raise ValueError("not an object")
+        event["id"], event["type"], event["data"]["object"]  # noqa: B018 - shape check
+    except (ValueError, KeyError, TypeError):
+        raise ProblemError(400, "malformed_payload", "the event is not a Stripe event") from None
+    return event
+
+
+@router.post("/v1/webhooks/stripe", summary="Stripe webhook endpoint")
+async def stripe_webhook(request: Request,
+                         event: dict[str, Any] = Depends(verified_stripe_event),
+                         session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+    obj = event["data"]["object"]
+    metadata = obj.get("metadata") or {}
+    flow_id = metadata.get("flow_id")
+    events = WebhookEventRepository(session)
+    # The insert's row lock is held until commit: concurrent duplicates wait here, then see
+    # the event already signalled.
+    if not await events.record("stripe", event["id"], event["type"], flow_id, event):
+        await session.commit()
+        return {"received": True, "duplicate": True}
+
+    status = STRIPE_PAYMENT_EVENTS.get(event["type"])
+    if status is None or not flow_id:
+        await events.mark("stripe", event["id"], "ignored", signalled=False)
+        await session.commit()
+        return {"received": True, "outcome": "ignored"}
+
+    signal = PaymentEvent(
+        event_id=event["id"],
+        payment_id=obj["id"],
+        status=status,
+        amount=Money(int(obj["amount"]), str(obj["currency"]).upper()) if "amount" in obj else None,
+        failure_reason=(obj.get("last_payment_error") or {}).get("code"),
+    )
+    handle = request.app.state.temporal.get_workflow_handle(flow_id)
+    try:
+        await handle.signal("payment_event", signal)
+        outcome, signalled = "signalled", True
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            await session.rollback()
+            raise ProblemError(503, "temporal_unavailable", "try again later") from e
+        # Unknown flow, or one that already finished: acknowledged and recorded.
+        outcome, signalled = "flow_closed_or_unknown", False
+    await events.mark("stripe", event["id"], outcome, signalled)
+    await session.commit()
+    return {"received": True, "outcome": outcome}

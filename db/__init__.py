@@ -1,0 +1,1 @@
+"""Database: engine, table definitions, the ledger repository and Alembic migrations."""

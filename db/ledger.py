@@ -1,0 +1,330 @@
+"""The ledger repository: the only place with ledger SQL.
+
+It never commits: the caller (an activity, the API request) owns the transaction. Every write
+locks the accounts it touches in ascending id order, so concurrent flows on one wallet
+serialise without deadlocks; the database constraints (unique idempotency key, non-negative
+user accounts, same-tenant same-currency foreign keys, immutable transfers) are the backstop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from workflows.contracts import AccountRef, PostedTransfer, TransferRequest
+
+USER_KINDS = frozenset({"user_wallet", "user_points"})
+
+
+class LedgerError(Exception):
+    code = "ledger_error"
+
+
+class InsufficientFunds(LedgerError):
+    code = "insufficient_funds"
+
+
+class LedgerConflict(LedgerError):
+    """An idempotency key reused for a different movement, or an impossible state change."""
+
+    code = "ledger_conflict"
+
+
+class AccountMissing(LedgerError):
+    code = "account_missing"
+
+
+@dataclass
+class Balance:
+    account_id: int
+    kind: str
+    owner_id: str
+    currency: str
+    posted: int
+    pending_in: int
+    pending_out: int
+
+    @property
+    def available(self) -> int:
+        return self.posted - self.pending_out
+
+
+_LOCK = text(
+    "SELECT id, kind, posted, pending_in, pending_out FROM accounts "
+    "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
+)
+_EXISTING = text(
+    "SELECT id, idempotency_key, debit_account_id, credit_account_id, amount, currency, state "
+    "FROM transfers WHERE tenant_id = :tenant AND idempotency_key = ANY(:keys)"
+)
+_INSERT = text(
+    "INSERT INTO transfers (tenant_id, idempotency_key, debit_account_id, credit_account_id, "
+    "amount, currency, state, kind, flow_id, metadata, debit_posted_after, credit_posted_after, "
+    "resolved_at) "
+    "SELECT :tenant, k, d, c, a, cur, st, kd, :flow, CAST(m AS jsonb), dpa, cpa, "
+    "CASE WHEN st = 'posted' THEN now() END "
+    "FROM unnest(CAST(:keys AS text[]), CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), "
+    "CAST(:amounts AS bigint[]), CAST(:currencies AS text[]), CAST(:states AS text[]), "
+    "CAST(:kinds AS text[]), CAST(:metas AS text[]), CAST(:dpas AS bigint[]), "
+    "CAST(:cpas AS bigint[])) AS t(k, d, c, a, cur, st, kd, m, dpa, cpa) "
+    "RETURNING id, idempotency_key, state"
+)
+_APPLY = text(
+    "UPDATE accounts AS a SET posted = a.posted + v.dp, pending_in = a.pending_in + v.dpi, "
+    "pending_out = a.pending_out + v.dpo "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:dp AS bigint[]), CAST(:dpi AS bigint[]), "
+    "CAST(:dpo AS bigint[])) AS v(id, dp, dpi, dpo) WHERE a.id = v.id"
+)
+
+
+class LedgerRepository:
+    def __init__(self, session: AsyncSession, account_ids: dict[tuple, int] | None = None):
+        self.session = session
+        # Accounts are never deleted, so (tenant, kind, owner, currency) → id can be cached.
+        self._ids = account_ids if account_ids is not None else {}
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    async def account_id(self, tenant_id: str, ref: AccountRef, create: bool = True) -> int:
+        key = (tenant_id, ref.kind, ref.owner_id, ref.currency)
+        if key in self._ids:
+            return self._ids[key]
+        params = {"t": tenant_id, "k": ref.kind, "o": ref.owner_id, "c": ref.currency}
+        row = (
+            await self.session.execute(
+                text("SELECT id FROM accounts WHERE tenant_id = :t AND kind = :k "
+                     "AND owner_id = :o AND currency = :c"),
+                params,
+            )
+        ).first()
+        if row is None:
+            if not create:
+                raise AccountMissing(f"no {ref.kind} account for {ref.owner_id} in {ref.currency}")
+            row = (
+                await self.session.execute(
+                    text("INSERT INTO accounts (tenant_id, kind, owner_id, currency) "
+                         "VALUES (:t, :k, :o, :c) ON CONFLICT DO NOTHING RETURNING id"),
+                    params,
+                )
+            ).first() or (
+                await self.session.execute(
+                    text("SELECT id FROM accounts WHERE tenant_id = :t AND kind = :k "
+                         "AND owner_id = :o AND currency = :c"),
+                    params,
+                )
+            ).one()
+        self._ids[key] = row[0]
+        return row[0]
+
+    async def balances(self, tenant_id: str, owner_id: str,
+                       kinds: tuple[str, ...] = tuple(USER_KINDS)) -> list[Balance]:
+        rows = await self.session.execute(
+            text("SELECT id, kind, owner_id, currency, posted, pending_in, pending_out "
+                 "FROM accounts WHERE tenant_id = :t AND owner_id = :o AND kind = ANY(:k) "
+                 "ORDER BY currency, kind"),
+            {"t": tenant_id, "o": owner_id, "k": list(kinds)},
+        )
+        return [Balance(*r) for r in rows]
+
+    async def system_balances(self, tenant_id: str) -> list[Balance]:
+        rows = await self.session.execute(
+            text("SELECT id, kind, owner_id, currency, posted, pending_in, pending_out "
+                 "FROM accounts WHERE tenant_id = :t AND kind <> ALL(:k) "
+                 "ORDER BY kind, owner_id, currency"),
+            {"t": tenant_id, "k": list(USER_KINDS)},
+        )
+        return [Balance(*r) for r in rows]
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def post(self, tenant_id: str, flow_id: str, transfers: list[TransferRequest],
+                   pending: bool = False) -> list[PostedTransfer]:
+        """Write transfers (posted, or pending holds) all-or-nothing.
+
+        A key already written returns the first result and moves nothing; the same key with a
+        different movement raises LedgerConflict; a user account without enough available
+        funds raises InsufficientFunds.
+        """
+        resolved = []
+        for t in transfers:
+            if t.amount <= 0 or t.debit.currency != t.currency or t.credit.currency != t.currency:
+                raise LedgerConflict(f"malformed transfer {t.idempotency_key}")
+            debit = await self.account_id(tenant_id, t.debit)
+            credit = await self.account_id(tenant_id, t.credit)
+            resolved.append((t, debit, credit))
+        accounts = await self._lock({i for _, d, c in resolved for i in (d, c)})
+
+        keys = [t.idempotency_key for t, _, _ in resolved]
+        existing = {r.idempotency_key: r for r in await self.session.execute(
+            _EXISTING, {"tenant": tenant_id, "keys": keys})}
+        state = "pending" if pending else "posted"
+        results: dict[str, PostedTransfer] = {}
+        new = []
+        for t, debit, credit in resolved:
+            old = existing.get(t.idempotency_key)
+            if old is None:
+                new.append((t, debit, credit))
+                continue
+            if (old.debit_account_id, old.credit_account_id, old.amount, old.currency) != (
+                debit, credit, t.amount, t.currency
+            ):
+                raise LedgerConflict(
+                    f"idempotency key {t.idempotency_key} was used for a different transfer"
+                )
+            results[t.idempotency_key] = PostedTransfer(old.id, t.idempotency_key, old.state, True)
+
+        rows: dict[str, list] = {k: [] for k in (
+            "keys", "debits", "credits", "amounts", "currencies", "states", "kinds", "metas",
+            "dpas", "cpas")}
+        for t, debit, credit in new:
+            d, c = accounts[debit], accounts[credit]
+            if d["kind"] in USER_KINDS and d["posted"] - d["pending_out"] < t.amount:
+                raise InsufficientFunds(
+                    f"available {d['posted'] - d['pending_out']} < {t.amount} {t.currency}"
+                )
+            if pending:
+                d["pending_out"] += t.amount
+                c["pending_in"] += t.amount
+                dpa = cpa = None
+            else:
+                d["posted"] -= t.amount
+                c["posted"] += t.amount
+                dpa, cpa = d["posted"], c["posted"]
+            for k, v in (("keys", t.idempotency_key), ("debits", debit), ("credits", credit),
+                         ("amounts", t.amount), ("currencies", t.currency), ("states", state),
+                         ("kinds", t.kind), ("metas", json.dumps(t.metadata)), ("dpas", dpa),
+                         ("cpas", cpa)):
+                rows[k].append(v)
+        if new:
+            inserted = await self.session.execute(_INSERT, {"tenant": tenant_id, "flow": flow_id,
+                                                            **rows})
+            for r in inserted:
+                results[r.idempotency_key] = PostedTransfer(r.id, r.idempotency_key, r.state, False)
+            await self._apply(accounts)
+        return [results[t.idempotency_key] for t in transfers]
+
+    async def resolve(self, tenant_id: str, idempotency_key: str, outcome: str) -> PostedTransfer:
+        """Post or void a pending transfer (a hold). Resolving it again the same way returns the
+        first result; the opposite resolution raises LedgerConflict."""
+        if outcome not in ("posted", "voided"):
+            raise ValueError(outcome)
+        row = (
+            await self.session.execute(
+                text("SELECT id, debit_account_id, credit_account_id, amount, state "
+                     "FROM transfers WHERE tenant_id = :t AND idempotency_key = :k"),
+                {"t": tenant_id, "k": idempotency_key},
+            )
+        ).first()
+        if row is None:
+            raise LedgerConflict(f"no pending transfer {idempotency_key}")
+        accounts = await self._lock({row.debit_account_id, row.credit_account_id})
+        state = (
+            await self.session.execute(
+                text("SELECT state FROM transfers WHERE id = :id"), {"id": row.id}
+            )
+        ).scalar_one()
+        if state == outcome:
+            return PostedTransfer(row.id, idempotency_key, state, True)
+        if state != "pending":
+            raise LedgerConflict(f"transfer {idempotency_key} is already {state}")
+        d, c = accounts[row.debit_account_id], accounts[row.credit_account_id]
+        d["pending_out"] -= row.amount
+        c["pending_in"] -= row.amount
+        if outcome == "posted":
+            d["posted"] -= row.amount
+            c["posted"] += row.amount
+        await self.session.execute(
+            text("UPDATE transfers SET state = :s, resolved_at = now(), "
+                 "debit_posted_after = :dpa, credit_posted_after = :cpa WHERE id = :id"),
+            {"s": outcome, "id": row.id,
+             "dpa": d["posted"] if outcome == "posted" else None,
+             "cpa": c["posted"] if outcome == "posted" else None},
+        )
+        await self._apply(accounts)
+        return PostedTransfer(row.id, idempotency_key, outcome, False)
+
+    async def _lock(self, ids: set[int]) -> dict[int, dict[str, Any]]:
+        rows = await self.session.execute(_LOCK, {"ids": sorted(ids)})
+        accounts = {r.id: {"kind": r.kind, "posted": r.posted, "pending_in": r.pending_in,
+                           "pending_out": r.pending_out, "_orig": (r.posted, r.pending_in,
+                                                                     r.pending_out)}
+                    for r in rows}
+        if len(accounts) != len(ids):
+            raise AccountMissing(f"accounts {sorted(ids - accounts.keys())} do not exist")
+        return accounts
+
+    async def _apply(self, accounts: dict[int, dict[str, Any]]) -> None:
+        changed = {"ids": [], "dp": [], "dpi": [], "dpo": []}
+        for account_id, a in accounts.items():
+            p, pi, po = a["_orig"]
+            delta = (a["posted"] - p, a["pending_in"] - pi, a["pending_out"] - po)
+            if any(delta):
+                changed["ids"].append(account_id)
+                changed["dp"].append(delta[0])
+                changed["dpi"].append(delta[1])
+                changed["dpo"].append(delta[2])
+        if changed["ids"]:
+            await self.session.execute(_APPLY, changed)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def history(self, tenant_id: str, account_ids: list[int], before_id: int | None,
+                      limit: int) -> list[dict[str, Any]]:
+        """Transfers touching the given accounts, newest first, keyset-paginated by id."""
+        rows = await self.session.execute(
+            text("SELECT t.id, t.idempotency_key, t.kind, t.state, t.amount, t.currency, "
+                 "t.flow_id, t.metadata, t.created_at, t.resolved_at, "
+                 "t.debit_account_id = ANY(:ids) AS outgoing, "
+                 "CASE WHEN t.debit_account_id = ANY(:ids) THEN t.debit_posted_after "
+                 "ELSE t.credit_posted_after END AS balance_after, "
+                 "CASE WHEN t.debit_account_id = ANY(:ids) THEN ca.kind ELSE da.kind END "
+                 "AS counterparty "
+                 "FROM transfers t JOIN accounts da ON da.id = t.debit_account_id "
+                 "JOIN accounts ca ON ca.id = t.credit_account_id "
+                 "WHERE t.tenant_id = :t AND (t.debit_account_id = ANY(:ids) "
+                 "OR t.credit_account_id = ANY(:ids)) AND (CAST(:before AS bigint) IS NULL "
+                 "OR t.id < :before) ORDER BY t.id DESC LIMIT :lim"),
+            {"t": tenant_id, "ids": account_ids, "before": before_id, "lim": limit},
+        )
+        return [dict(r._mapping) for r in rows]
+
+    async def check_invariants(self) -> list[str]:
+        """Every invariant of SPEC §4 across the whole ledger; returns the violations."""
+        problems: list[str] = []
+        checks = {
+            "transfers do not balance per tenant and currency (sum of balances != 0)":
+                "SELECT tenant_id, currency, sum(posted) AS s FROM accounts "
+                "GROUP BY tenant_id, currency HAVING sum(posted) <> 0",
+            "cached balance differs from the sum of the account's transfers":
+                "SELECT a.id, a.posted, a.pending_in, a.pending_out FROM accounts a "
+                "LEFT JOIN LATERAL (SELECT "
+                "coalesce(sum(amount) FILTER (WHERE state='posted' AND credit_account_id=a.id),0)"
+                " - coalesce(sum(amount) FILTER (WHERE state='posted' AND debit_account_id=a.id)"
+                ",0) AS posted, "
+                "coalesce(sum(amount) FILTER (WHERE state='pending' AND credit_account_id=a.id)"
+                ",0) AS pin, "
+                "coalesce(sum(amount) FILTER (WHERE state='pending' AND debit_account_id=a.id)"
+                ",0) AS pout FROM transfers WHERE debit_account_id = a.id "
+                "OR credit_account_id = a.id) s ON true "
+                "WHERE (a.posted, a.pending_in, a.pending_out) <> (s.posted, s.pin, s.pout)",
+            "a user account is negative":
+                "SELECT id, posted, pending_out FROM accounts WHERE kind = ANY(:user_kinds) "
+                "AND (posted < 0 OR posted - pending_out < 0)",
+            "an idempotency key is used twice":
+                "SELECT tenant_id, idempotency_key FROM transfers "
+                "GROUP BY tenant_id, idempotency_key HAVING count(*) > 1",
+            "a transfer's accounts are in another currency or tenant":
+                "SELECT t.id FROM transfers t JOIN accounts d ON d.id = t.debit_account_id "
+                "JOIN accounts c ON c.id = t.credit_account_id WHERE d.currency <> t.currency "
+                "OR c.currency <> t.currency OR d.tenant_id <> t.tenant_id "
+                "OR c.tenant_id <> t.tenant_id",
+        }
+        for name, sql in checks.items():
+            rows = (await self.session.execute(text(sql), {"user_kinds": list(USER_KINDS)})).all()
+            if rows:
+                problems.append(f"{name}: {len(rows)} case(s), e.g. {tuple(rows[0])}")
+        return problems

@@ -1,0 +1,192 @@
+"""Non-ledger data access: tenants, API keys, users, flows (idempotency keys), webhook events.
+Like the ledger repository, nothing here commits: the caller owns the transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass
+class Principal:
+    """Who is calling: the tenant and the scopes of the API key used."""
+
+    tenant_id: str
+    tenant_slug: str
+    key_id: str
+    scopes: frozenset[str]
+    actor: str
+    settings: dict[str, Any]
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh key: (key id, full key). Only the hash of the full key is stored."""
+    key_id = "wfk_" + secrets.token_hex(6)
+    return key_id, f"{key_id}_{secrets.token_urlsafe(24)}"
+
+
+class TenantRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def create_tenant(self, slug: str, name: str, settings: dict[str, Any] | None = None
+                            ) -> str:
+        row = await self.session.execute(
+            text("INSERT INTO tenants (slug, name, settings) VALUES (:s, :n, CAST(:st AS jsonb)) "
+                 "RETURNING id"),
+            {"s": slug, "n": name, "st": json.dumps(settings or {})},
+        )
+        return str(row.scalar_one())
+
+    async def tenant_by_slug(self, slug: str) -> dict[str, Any] | None:
+        row = (await self.session.execute(
+            text("SELECT id, slug, name, settings FROM tenants WHERE slug = :s"), {"s": slug}
+        )).first()
+        return dict(row._mapping) | {"id": str(row.id)} if row else None
+
+    async def create_key(self, tenant_id: str, scopes: list[str], actor: str) -> str:
+        key_id, key = new_api_key()
+        await self.session.execute(
+            text("INSERT INTO api_keys (id, tenant_id, key_hash, scopes, actor) "
+                 "VALUES (:id, :t, :h, :sc, :a)"),
+            {"id": key_id, "t": tenant_id, "h": hash_key(key), "sc": scopes, "a": actor},
+        )
+        return key
+
+    async def authenticate(self, key: str) -> Principal | None:
+        key_id = key.rsplit("_", 1)[0] if key.count("_") >= 2 else ""
+        row = (await self.session.execute(
+            text("SELECT k.id, k.key_hash, k.scopes, k.actor, t.id AS tenant_id, t.slug, "
+                 "t.settings FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "
+                 "WHERE k.id = :id AND k.revoked_at IS NULL"),
+            {"id": key_id},
+        )).first()
+        # Hash even when the key id is unknown, and compare in constant time.
+        presented = hash_key(key)
+        if row is None or not secrets.compare_digest(presented, row.key_hash):
+            return None
+        return Principal(str(row.tenant_id), row.slug, row.id, frozenset(row.scopes), row.actor,
+                         row.settings or {})
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def create(self, tenant_id: str, user_id: str, email: str | None) -> bool:
+        """Create the user; False when it already exists."""
+        row = await self.session.execute(
+            text("INSERT INTO users (tenant_id, user_id, email) VALUES (:t, :u, :e) "
+                 "ON CONFLICT DO NOTHING RETURNING user_id"),
+            {"t": tenant_id, "u": user_id, "e": email},
+        )
+        return row.first() is not None
+
+    async def get(self, tenant_id: str, user_id: str) -> dict[str, Any] | None:
+        row = (await self.session.execute(
+            text("SELECT user_id, email, created_at FROM users WHERE tenant_id = :t "
+                 "AND user_id = :u"),
+            {"t": tenant_id, "u": user_id},
+        )).first()
+        return dict(row._mapping) if row else None
+
+
+class FlowRepository:
+    """The tenant-scoped Idempotency-Key store: one row per flow-starting request."""
+
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def claim(self, tenant_id: str, key: str, flow_id: str, kind: str, user_id: str | None,
+                    request_hash: str) -> dict[str, Any]:
+        """Record the key (first request wins) and return the stored row."""
+        await self.session.execute(
+            text("INSERT INTO flows (tenant_id, idempotency_key, flow_id, kind, user_id, "
+                 "request_hash) VALUES (:t, :k, :f, :kind, :u, :h) ON CONFLICT DO NOTHING"),
+            {"t": tenant_id, "k": key, "f": flow_id, "kind": kind, "u": user_id, "h": request_hash},
+        )
+        row = (await self.session.execute(
+            text("SELECT flow_id, kind, request_hash, response, status_code FROM flows "
+                 "WHERE tenant_id = :t AND idempotency_key = :k"),
+            {"t": tenant_id, "k": key},
+        )).one()
+        return dict(row._mapping)
+
+    async def store_response(self, tenant_id: str, key: str, status_code: int,
+                             response: dict[str, Any]) -> None:
+        await self.session.execute(
+            text("UPDATE flows SET response = CAST(:r AS jsonb), status_code = :s "
+                 "WHERE tenant_id = :t AND idempotency_key = :k AND response IS NULL"),
+            {"t": tenant_id, "k": key, "s": status_code, "r": json.dumps(response)},
+        )
+
+    async def get(self, tenant_id: str, flow_id: str) -> dict[str, Any] | None:
+        row = (await self.session.execute(
+            text("SELECT flow_id, kind, user_id, idempotency_key, response, created_at "
+                 "FROM flows WHERE tenant_id = :t AND flow_id = :f"),
+            {"t": tenant_id, "f": flow_id},
+        )).first()
+        return dict(row._mapping) if row else None
+
+    async def list(self, tenant_id: str, kind: str | None, before: tuple[str, str] | None,
+                   limit: int) -> list[dict[str, Any]]:
+        rows = await self.session.execute(
+            text("SELECT flow_id, kind, user_id, idempotency_key, created_at FROM flows "
+                 "WHERE tenant_id = :t AND (CAST(:kind AS text) IS NULL OR kind = :kind) "
+                 "AND (CAST(:bc AS timestamptz) IS NULL OR (created_at, flow_id) < "
+                 "(CAST(:bc AS timestamptz), :bf)) ORDER BY created_at DESC, flow_id DESC "
+                 "LIMIT :lim"),
+            {"t": tenant_id, "kind": kind, "bc": before[0] if before else None,
+             "bf": before[1] if before else None, "lim": limit},
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+class WebhookEventRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def record(self, source: str, event_id: str, event_type: str, flow_id: str | None,
+                     payload: dict[str, Any]) -> bool:
+        """Store the event once. Returns True when it still has to be signalled (first delivery,
+        or an earlier delivery that failed before signalling)."""
+        inserted = (await self.session.execute(
+            text("INSERT INTO webhook_events (source, event_id, event_type, flow_id, payload) "
+                 "VALUES (:s, :e, :t, :f, CAST(:p AS jsonb)) ON CONFLICT DO NOTHING "
+                 "RETURNING event_id"),
+            {"s": source, "e": event_id, "t": event_type, "f": flow_id,
+             "p": json.dumps(payload)},
+        )).first()
+        if inserted:
+            return True
+        row = (await self.session.execute(
+            text("UPDATE webhook_events SET deliveries = deliveries + 1 "
+                 "WHERE source = :s AND event_id = :e RETURNING signalled_at, outcome"),
+            {"s": source, "e": event_id},
+        )).one()
+        return row.signalled_at is None and row.outcome is None
+
+    async def mark(self, source: str, event_id: str, outcome: str, signalled: bool) -> None:
+        await self.session.execute(
+            text("UPDATE webhook_events SET outcome = :o, "
+                 "signalled_at = CASE WHEN :sig THEN now() ELSE signalled_at END "
+                 "WHERE source = :s AND event_id = :e"),
+            {"s": source, "e": event_id, "o": outcome, "sig": signalled},
+        )
+
+    async def get(self, source: str, event_id: str) -> dict[str, Any] | None:
+        row = (await self.session.execute(
+            text("SELECT * FROM webhook_events WHERE source = :s AND event_id = :e"),
+            {"s": source, "e": event_id},
+        )).first()
+        return dict(row._mapping) if row else None

@@ -1,0 +1,72 @@
+"""The Temporal worker: builds the dependencies and registers every workflow and activity.
+
+`build_worker` is what production runs and what the tests import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.gateway import GatewayActivities
+from activities.gateways import PaymentGateway
+from activities.gateways.stripe_gateway import StripeGateway
+from activities.ledger import LedgerActivities
+from db.engine import create_engine, resolve_database_url, session_factory
+from settings import Settings, get_settings
+from temporal_client import connect
+from workflows.topup import TopUpWorkflow
+
+WORKFLOWS = [TopUpWorkflow]
+
+
+def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
+    return {
+        "stripe": StripeGateway(settings.stripe_api_key, settings.stripe_api_base,
+                                settings.stripe_checkout_base, settings.stripe_timeout_seconds),
+    }
+
+
+def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[AsyncSession],
+                 gateways: dict[str, PaymentGateway], **worker_options: object) -> Worker:
+    ledger = LedgerActivities(sessions)
+    gateway = GatewayActivities(gateways)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            ledger.post_transfers,
+            gateway.create_payment,
+            gateway.retrieve_payment,
+            gateway.cancel_payment,
+        ],
+        **worker_options,  # type: ignore[arg-type]
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    engine = create_engine(await resolve_database_url(settings.database_url, settings.state_dir),
+                           settings.db_pool_size)
+    gateways = build_gateways(settings)
+    client = await connect(settings)
+    worker = build_worker(client, settings.temporal_task_queue, session_factory(engine), gateways)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    logging.info("worker polling task queue %s", settings.temporal_task_queue)
+    async with worker:
+        await stop.wait()
+    for gw in gateways.values():
+        await gw.close()
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

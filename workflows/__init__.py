@@ -1,0 +1,1 @@
+"""Temporal workflows: orchestration only, sandbox-pure (no I/O, no SQLAlchemy, no Stripe)."""

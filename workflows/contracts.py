@@ -1,0 +1,244 @@
+"""Contract types shared by the API, the workflows and the activities.
+
+Stdlib only (dataclasses, decimal), so the Temporal sandbox can import it and the default
+data converter can (de)serialise it. Money is always an integer number of minor units plus an
+ISO-4217 code; points are the currency ``PTS`` with no decimals.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+# Minor-unit exponents of the currencies the service accepts. PTS = loyalty points.
+CURRENCY_EXPONENTS: dict[str, int] = {
+    "EUR": 2, "USD": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "SEK": 2, "NOK": 2, "DKK": 2,
+    "PLN": 2, "CZK": 2, "INR": 2, "BRL": 2, "MXN": 2, "SGD": 2, "HKD": 2, "NZD": 2, "ZAR": 2,
+    "KES": 2, "NGN": 2, "JPY": 0, "KRW": 0, "PTS": 0,
+}
+POINTS = "PTS"
+_DECIMAL_RE = re.compile(r"^-?[0-9]{1,24}(\.[0-9]{1,24})?$")
+# Largest amount one request may move, in minor units (10 billion in a 2-decimal currency).
+MAX_MINOR_UNITS = 10**12
+
+
+class MoneyError(ValueError):
+    """An amount or currency that cannot be money."""
+
+
+def currency_exponent(currency: str) -> int:
+    try:
+        return CURRENCY_EXPONENTS[currency]
+    except KeyError:
+        raise MoneyError(f"unknown currency {currency!r}") from None
+
+
+def parse_amount(value: str | int | Decimal, currency: str) -> int:
+    """Parse a decimal amount ("89.50", 89.5 parsed exactly, 89) into minor units.
+
+    Rejects zero, negatives, NaN/infinities, more decimals than the currency has and absurd
+    magnitudes. Floats are refused: callers must parse JSON numbers as Decimal.
+    """
+    exponent = currency_exponent(currency)
+    if isinstance(value, bool) or isinstance(value, float):
+        raise MoneyError("amount must be a decimal string or an exact number")
+    if isinstance(value, str):
+        text = value.strip()
+        if not _DECIMAL_RE.match(text):
+            raise MoneyError(f"amount {value[:40]!r} is not a decimal number like \"12.50\"")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
+            raise MoneyError(f"amount {value!r} is not a decimal number") from None
+    elif isinstance(value, int):
+        value = Decimal(value)
+    if not value.is_finite():
+        raise MoneyError("amount must be a finite number")
+    if value <= 0:
+        raise MoneyError("amount must be greater than zero")
+    minor = value.scaleb(exponent)
+    if minor != minor.to_integral_value():
+        raise MoneyError(f"{currency} allows at most {exponent} decimal places")
+    units = int(minor)
+    if units > MAX_MINOR_UNITS:
+        raise MoneyError("amount is too large")
+    return units
+
+
+def format_amount(minor_units: int, currency: str) -> str:
+    """Minor units → decimal string with exactly the currency's decimals (895, EUR → "8.95")."""
+    exponent = currency_exponent(currency)
+    return f"{Decimal(minor_units).scaleb(-exponent):.{exponent}f}"
+
+
+def round_half_up(value: Decimal) -> int:
+    """Round a Decimal to an integer, halves away from zero (money rounding)."""
+    return int(value.quantize(Decimal(1), rounding="ROUND_HALF_UP"))
+
+
+@dataclass(frozen=True)
+class Money:
+    amount: int  # minor units
+    currency: str
+
+    def __str__(self) -> str:
+        return f"{format_amount(self.amount, self.currency)} {self.currency}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Gateway-neutral results
+# ---------------------------------------------------------------------------------------------
+
+PAYMENT_SUCCEEDED = "succeeded"
+PAYMENT_FAILED = "failed"
+PAYMENT_PENDING = "pending"
+PAYMENT_CANCELED = "canceled"
+
+
+@dataclass
+class CreatePaymentRequest:
+    tenant_id: str
+    flow_id: str
+    amount: Money
+    description: str
+    idempotency_key: str  # derived from the flow id: retries reuse it
+    gateway: str = "stripe"
+
+
+@dataclass
+class GatewayPayment:
+    gateway: str
+    payment_id: str
+    status: str  # PAYMENT_* above
+    amount: Money
+    client_secret: str | None = None
+    checkout_url: str | None = None
+    failure_reason: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Ledger requests
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AccountRef:
+    kind: str  # user_wallet, user_points, gateway_clearing, merchant_revenue, points_issuance, ...
+    owner_id: str  # user id for user accounts, gateway name or "tenant" for system accounts
+    currency: str
+
+
+@dataclass
+class TransferRequest:
+    idempotency_key: str  # "<flow id>:<step>[:<currency>]"
+    debit: AccountRef
+    credit: AccountRef
+    amount: int
+    currency: str
+    kind: str  # business kind: topup, points_purchase, ...
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PostTransfersRequest:
+    """Several transfers written in one database transaction (all or nothing)."""
+
+    tenant_id: str
+    flow_id: str
+    transfers: list[TransferRequest]
+
+
+@dataclass
+class PostedTransfer:
+    transfer_id: int
+    idempotency_key: str
+    state: str
+    replayed: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# Top-up flow
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TopUpInput:
+    tenant_id: str
+    user_id: str
+    flow_id: str
+    charge: Money  # what the user pays through the gateway
+    credit: Money  # what lands in the wallet (== charge, or PTS for a points package)
+    package: str | None = None
+    expires_in_seconds: int = 1800
+    gateway: str = "stripe"
+
+
+@dataclass
+class PaymentEvent:
+    """A gateway webhook, verified and translated by the API, signalled to the flow."""
+
+    event_id: str
+    payment_id: str
+    status: str  # PAYMENT_SUCCEEDED / PAYMENT_FAILED / PAYMENT_CANCELED
+    amount: Money | None = None
+    failure_reason: str | None = None
+
+
+@dataclass
+class CheckoutInfo:
+    """What the API answers the client with, so it can pay."""
+
+    flow_id: str
+    gateway: str
+    payment_id: str
+    client_secret: str | None
+    checkout_url: str | None
+    expires_at: str  # ISO 8601
+
+
+@dataclass
+class FlowStep:
+    name: str
+    at: str  # ISO 8601
+
+
+@dataclass
+class FlowStatus:
+    flow_id: str
+    kind: str
+    state: str
+    tenant_id: str
+    user_id: str
+    amounts: dict[str, str]
+    steps: list[FlowStep]
+    created_at: str
+    updated_at: str
+    error: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TopUpResult:
+    flow_id: str
+    state: str  # completed / failed / expired
+    payment_id: str | None
+    credited: Money | None
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Activity names (workflows call activities by name, so they never import SQLAlchemy/Stripe)
+# ---------------------------------------------------------------------------------------------
+
+POST_TRANSFERS = "ledger.post_transfers"
+CREATE_PAYMENT = "gateway.create_payment"
+RETRIEVE_PAYMENT = "gateway.retrieve_payment"
+CANCEL_PAYMENT = "gateway.cancel_payment"
+
+
+@dataclass
+class PaymentRef:
+    gateway: str
+    payment_id: str
+    currency: str

@@ -1,0 +1,32 @@
+"""Named retry and timeout policies: the one place they are defined."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# Short database work (one ledger transaction). Retried quickly and for a bounded time: a
+# transaction either commits once or rolls back, and its idempotency keys make retries safe.
+LEDGER = {
+    "start_to_close_timeout": timedelta(seconds=10),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(milliseconds=200),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=10),
+        non_retryable_error_types=["insufficient_funds", "ledger_conflict", "account_missing"],
+    ),
+}
+
+# Payment gateway calls. Each attempt has its own timeout; the whole retry window stays well
+# inside Stripe's 24 h idempotency-key lifetime, so every retry reuses the same key safely.
+GATEWAY = {
+    "start_to_close_timeout": timedelta(seconds=15),
+    "schedule_to_close_timeout": timedelta(hours=6),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(milliseconds=500),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=2),
+        non_retryable_error_types=["gateway_refused"],
+    ),
+}
