@@ -15,7 +15,9 @@ def _decimal_text(value: object) -> object:
     if isinstance(value, bool):
         return value  # refused by the str type below
     if isinstance(value, Decimal):
-        return format(value, "f") if value.is_finite() else "NaN"
+        if not value.is_finite() or abs(value.adjusted()) > 30:  # never expand 1e999999999
+            return "out-of-range"
+        return format(value, "f")
     if isinstance(value, int):
         return str(value)
     return value

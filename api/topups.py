@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -109,7 +110,7 @@ async def create_topup(
                     TopUpWorkflow.checkout, start_workflow_operation=operation, id="checkout"),
                 CHECKOUT_WAIT_SECONDS,
             )
-        except TimeoutError:
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
             # The gateway is slow or down; the flow keeps retrying. Not final: a retry with the
             # same key asks again.
             return 202, _answer(inp, None, "creating_payment"), False

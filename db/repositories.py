@@ -64,7 +64,8 @@ class TenantRepository:
         return key
 
     async def authenticate(self, key: str) -> Principal | None:
-        key_id = key.rsplit("_", 1)[0] if key.count("_") >= 2 else ""
+        parts = key.split("_", 2)  # wfk_<id>_<secret>; the secret may contain "_"
+        key_id = f"{parts[0]}_{parts[1]}" if len(parts) == 3 else ""
         row = (await self.session.execute(
             text("SELECT k.id, k.key_hash, k.scopes, k.actor, t.id AS tenant_id, t.slug, "
                  "t.settings FROM api_keys k JOIN tenants t ON t.id = k.tenant_id "

@@ -74,18 +74,48 @@ async def create_tenant(sessions: async_sessionmaker[AsyncSession], prefix: str 
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], bool],
-                     timeout: float = 20.0, interval: float = 0.1) -> T:
+                     within: float = 20.0, interval: float = 0.1) -> T:
     """Poll ``probe`` until ``check`` holds; fail with the last value seen."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if check(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
         await asyncio.sleep(interval)
 
 
 async def count_rows(sessions: async_sessionmaker[AsyncSession], sql: str, **params: Any) -> int:
     async with sessions() as session:
         return int((await session.execute(text(sql), params)).scalar_one())
+
+
+async def topup(http: Any, tenant: Tenant, key: str, **body: Any) -> Any:
+    body.setdefault("user_id", tenant.user_id)
+    return await http.post("/v1/topups", json=body,
+                           headers={**tenant.client, "Idempotency-Key": key})
+
+
+async def flow_status(http: Any, tenant: Tenant, flow_id: str) -> dict[str, Any]:
+    r = await http.get(f"/v1/flows/{flow_id}", headers=tenant.client)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def wait_state(http: Any, tenant: Tenant, flow_id: str, state: str,
+                     within: float = 30.0) -> dict[str, Any]:
+    return await eventually(lambda: flow_status(http, tenant, flow_id),
+                            lambda s: s["state"] == state, within=within)
+
+
+async def balances(http: Any, tenant: Tenant, user_id: str | None = None
+                   ) -> dict[tuple[str, str], dict[str, str]]:
+    r = await http.get(f"/v1/wallets/{user_id or tenant.user_id}", headers=tenant.client)
+    assert r.status_code == 200, r.text
+    return {(b["account"], b["currency"]): b for b in r.json()["balances"]}
+
+
+async def tenant_transfers(sessions: async_sessionmaker[AsyncSession], tenant: Tenant) -> int:
+    return await count_rows(sessions, "SELECT count(*) FROM transfers WHERE tenant_id = :t",
+                            t=tenant.id)

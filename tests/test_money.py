@@ -8,8 +8,9 @@ from workflows.contracts import MoneyError, format_amount, parse_amount, round_h
 
 
 @pytest.mark.parametrize(("text", "currency", "minor"), [
-    ("89.50", "EUR", 8950), ("0.01", "EUR", 1), ("25", "EUR", 2500), (Decimal("25.99"), "EUR", 2599),
-    (12, "USD", 1200), ("550", "PTS", 550), ("1000", "JPY", 1000), ("10000000000.00", "EUR", 10**12),
+    ("89.50", "EUR", 8950), ("0.01", "EUR", 1), ("25", "EUR", 2500),
+    (Decimal("25.99"), "EUR", 2599), (12, "USD", 1200), ("550", "PTS", 550),
+    ("1000", "JPY", 1000), ("10000000000.00", "EUR", 10**12),
 ])
 def test_parses_exact_amounts(text: object, currency: str, minor: int) -> None:
     assert parse_amount(text, currency) == minor  # type: ignore[arg-type]

@@ -236,7 +236,6 @@ class TopUpWorkflow:
         self._steps.append(FlowStep(name, workflow.now().isoformat()))
 
 
-def _cause(e: BaseException) -> str:
-    while e.__cause__ is not None:
-        e = e.__cause__
-    return str(e)
+def _cause(e: ActivityError) -> str:
+    """The activity's own failure message (e.g. the gateway's refusal)."""
+    return str(e.cause or e)

@@ -51,7 +51,8 @@ class StripeGateway:
         )
         self.checkout_base = checkout_base.rstrip("/") if checkout_base else None
 
-    def _to_payment(self, pi: Any) -> GatewayPayment:
+    def _to_payment(self, obj: Any) -> GatewayPayment:
+        pi = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
         error = pi.get("last_payment_error")
         return GatewayPayment(
             gateway=self.name,

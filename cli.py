@@ -1,0 +1,137 @@
+"""The `walletflow` command line: migrations, tenants and keys, users, the ledger check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from db.engine import create_engine, resolve_database_url, session_factory
+from db.ledger import LedgerRepository
+from db.migrate import upgrade_async
+from db.repositories import TenantRepository, UserRepository
+from settings import get_settings
+
+
+async def _sessions() -> Any:
+    settings = get_settings()
+    url = await resolve_database_url(settings.database_url, settings.state_dir)
+    engine = create_engine(url, 2)
+    return engine, session_factory(engine), url
+
+
+async def cmd_migrate(_: argparse.Namespace) -> int:
+    engine, _s, url = await _sessions()
+    await engine.dispose()
+    await upgrade_async(url)
+    print("migrations applied")
+    return 0
+
+
+async def create_tenant(sessions: Any, slug: str, name: str, admin: str) -> dict[str, str]:
+    async with sessions.begin() as session:
+        repo = TenantRepository(session)
+        tenant_id = await repo.create_tenant(slug, name)
+        client_key = await repo.create_key(tenant_id, ["client"], f"{slug}-backend")
+        admin_key = await repo.create_key(tenant_id, ["admin"], admin)
+    return {"tenant_id": tenant_id, "slug": slug, "client_key": client_key, "admin_key": admin_key}
+
+
+async def cmd_tenant_create(args: argparse.Namespace) -> int:
+    engine, sessions, _ = await _sessions()
+    try:
+        out = await create_tenant(sessions, args.slug, args.name or args.slug, args.admin)
+    finally:
+        await engine.dispose()
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+async def cmd_key_create(args: argparse.Namespace) -> int:
+    engine, sessions, _ = await _sessions()
+    try:
+        async with sessions.begin() as session:
+            repo = TenantRepository(session)
+            tenant = await repo.tenant_by_slug(args.tenant)
+            if tenant is None:
+                print(f"no tenant {args.tenant!r}", file=sys.stderr)
+                return 2
+            key = await repo.create_key(tenant["id"], args.scope, args.actor)
+    finally:
+        await engine.dispose()
+    print(key)
+    return 0
+
+
+async def cmd_user_create(args: argparse.Namespace) -> int:
+    engine, sessions, _ = await _sessions()
+    try:
+        async with sessions.begin() as session:
+            tenant = await TenantRepository(session).tenant_by_slug(args.tenant)
+            if tenant is None:
+                print(f"no tenant {args.tenant!r}", file=sys.stderr)
+                return 2
+            created = await UserRepository(session).create(tenant["id"], args.user_id, args.email)
+    finally:
+        await engine.dispose()
+    print("created" if created else "exists")
+    return 0
+
+
+async def cmd_ledger_check(_: argparse.Namespace) -> int:
+    engine, sessions, _ = await _sessions()
+    try:
+        async with sessions() as session:
+            problems = await LedgerRepository(session).check_invariants()
+    finally:
+        await engine.dispose()
+    for p in problems:
+        print(f"VIOLATION: {p}")
+    if problems:
+        return 1
+    print("ledger ok: every transfer balances, cached balances match, no user account is "
+          "negative, no idempotency key is used twice")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="walletflow", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
+
+    tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="sub", required=True)
+    tc = tenant.add_parser("create", help="create a tenant with a client key and an admin key")
+    tc.add_argument("slug")
+    tc.add_argument("--name")
+    tc.add_argument("--admin", default="admin", help="the admin key holder's identity")
+    tc.set_defaults(fn=cmd_tenant_create)
+
+    key = sub.add_parser("key", help="API keys").add_subparsers(dest="sub", required=True)
+    kc = key.add_parser("create", help="create an API key")
+    kc.add_argument("--tenant", required=True)
+    kc.add_argument("--scope", action="append", choices=["client", "admin"], required=True)
+    kc.add_argument("--actor", required=True, help="who holds the key")
+    kc.set_defaults(fn=cmd_key_create)
+
+    user = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
+    uc = user.add_parser("create", help="register a user")
+    uc.add_argument("--tenant", required=True)
+    uc.add_argument("user_id")
+    uc.add_argument("--email")
+    uc.set_defaults(fn=cmd_user_create)
+
+    ledger = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="sub", required=True)
+    ledger.add_parser("check", help="verify every ledger invariant; exit 1 on a violation"
+                      ).set_defaults(fn=cmd_ledger_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return asyncio.run(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

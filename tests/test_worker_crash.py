@@ -1,0 +1,114 @@
+"""A worker killed with SIGKILL — while a top-up waits for payment, and while it posts to the
+ledger — is restarted, and every flow completes with its money moved exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from db.ledger import LedgerRepository
+from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
+from tests.support import balances, eventually, tenant_transfers, topup, wait_state
+from workflows.contracts import AccountRef
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """`python worker.py` — exactly what production runs — on its own task queue."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT,
+                                     env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+async def crash_setup(start_api, database_url, temporal_address, standin, api):
+    queue = f"walletflow-crash-{secrets.token_hex(4)}"
+    env = {**os.environ, "DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_address,
+           "TEMPORAL_TASK_QUEUE": queue, "STRIPE_API_KEY": STRIPE_KEY,
+           "STRIPE_API_BASE": standin.url, "STRIPE_CHECKOUT_BASE": standin.url,
+           "STRIPE_WEBHOOK_SECRETS": WEBHOOK_SECRET, "STRIPE_TIMEOUT_SECONDS": "2",
+           "DB_POOL_SIZE": "3"}
+    worker = WorkerProcess(env)
+    worker.start()
+    server = await start_api(temporal_task_queue=queue)
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        yield client, worker
+    worker.stop()
+
+
+async def test_killed_while_waiting_for_payment(crash_setup, stripe_ctl, sessions,
+                                                tenant) -> None:
+    client, worker = crash_setup
+    r = await topup(client, tenant, "crash-wait", amount="30.00", currency="EUR")
+    assert r.status_code == 201, r.text
+    worker.kill()
+    # Paid while no worker runs: the webhook's signal is stored in the workflow's history.
+    await stripe_ctl.post(f"/_standin/payment_intents/{r.json()['payment']['payment_id']}"
+                          "/succeed")
+    await asyncio.sleep(1)
+    assert (await balances(client, tenant)) == {}
+    worker.start()
+    await wait_state(client, tenant, r.json()["flow_id"], "completed", within=60)
+    assert (await balances(client, tenant))[("user_wallet", "EUR")]["posted"] == "30.00"
+    assert await tenant_transfers(sessions, tenant) == 1
+
+
+async def test_killed_while_posting_to_the_ledger(crash_setup, stripe_ctl, sessions,
+                                                  tenant) -> None:
+    client, worker = crash_setup
+    r = await topup(client, tenant, "crash-post", amount="40.00", currency="EUR")
+    assert r.status_code == 201, r.text
+    # Hold the wallet's row lock so the posting activity blocks inside its transaction.
+    async with sessions() as blocker:
+        account = await LedgerRepository(blocker).account_id(
+            tenant.id, AccountRef("user_wallet", tenant.user_id, "EUR"))
+        await blocker.commit()
+        await blocker.execute(text("SELECT id FROM accounts WHERE id = :id FOR UPDATE"),
+                              {"id": account})
+        await stripe_ctl.post(f"/_standin/payment_intents/{r.json()['payment']['payment_id']}"
+                              "/succeed")
+
+        async def waiting_on_lock() -> int:
+            async with sessions() as s:
+                return (await s.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%FROM accounts%FOR UPDATE%'"))).scalar_one()
+
+        await eventually(waiting_on_lock, lambda n: n >= 1, within=30)
+        worker.kill()  # mid-transaction: PostgreSQL rolls the posting back
+        await blocker.rollback()
+    assert await tenant_transfers(sessions, tenant) == 0
+    worker.start()
+    # The activity attempt is retried after its start-to-close timeout.
+    await wait_state(client, tenant, r.json()["flow_id"], "completed", within=90)
+    assert (await balances(client, tenant))[("user_wallet", "EUR")]["posted"] == "40.00"
+    assert await tenant_transfers(sessions, tenant) == 1
