@@ -232,6 +232,45 @@ async def run_concurrent(workers: int, total: int,
     return out, time.perf_counter() - started
 
 
+class CpuWindow:
+    """CPU used over a window, in % of one core: by this process (API, stand-in, in-process
+    worker and the bench's own clients), by the Temporal dev server, by other processes given;
+    and by the whole machine (in % of all its cores)."""
+
+    def __init__(self, **others: psutil.Process) -> None:
+        me = psutil.Process()
+        self.procs = {"bench_process": me, **others}
+        for child in me.children():
+            with contextlib.suppress(psutil.Error):
+                if child.name().startswith("temporal"):
+                    self.procs.setdefault("temporal_server", child)
+        self.started = time.perf_counter()
+        self.cpu0 = {name: self._cpu(p) for name, p in self.procs.items()}
+        psutil.cpu_percent(None)  # starts the machine-wide measurement
+
+    @staticmethod
+    def _cpu(proc: psutil.Process) -> float:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            return math.nan
+        return times.user + times.system
+
+    def stop(self) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        out = {f"{name}_cpu_pct": round(100 * (self._cpu(p) - self.cpu0[name]) / elapsed, 1)
+               for name, p in self.procs.items()}
+        out["machine_cpu_pct"] = psutil.cpu_percent(None)
+        return out
+
+
+def fmt_cpu(cpu: dict[str, float]) -> str:
+    parts = [f"{k.removesuffix('_cpu_pct').replace('_', ' ')} {v:.0f}%" for k, v in cpu.items()
+             if k.endswith("_cpu_pct") and not k.startswith("machine")]
+    return (f"[CPU, % of one core: {', '.join(parts)}; machine {cpu['machine_cpu_pct']:.0f}% "
+            f"of {os.cpu_count()} cores]")
+
+
 # --- the stack ----------------------------------------------------------------------------------
 
 @dataclass
@@ -385,16 +424,18 @@ async def part_floor(st: Stack, cfg: BenchConfig, res: Results) -> None:
             await one("warm", i)
         seq = [await one("seq", i) for i in range(cfg.floor_n)]
         total = cfg.floor_n * 4
+        window = CpuWindow()
         conc, wall = await run_concurrent(CONCURRENT_STARTERS, total,
                                           lambda _w, i: one("conc", i))
+        cpu = window.stop()
     s, c = latency_stats(seq), latency_stats(conc)
     seq_rate = len(seq) / sum(seq)
     conc_rate = total / wall
     log(f"(a) floor sequential: {fmt_stats(s)}; {seq_rate:.1f} wf/s")
     log(f"(a) floor {CONCURRENT_STARTERS} starters x {total}: {fmt_stats(c)}; "
-        f"{conc_rate:.1f} wf/s")
+        f"{conc_rate:.1f} wf/s {fmt_cpu(cpu)}")
     res.details["floor"] = {"sequential": s, "sequential_wps": seq_rate,
-                            "concurrent": c, "concurrent_wps": conc_rate,
+                            "concurrent": c, "concurrent_wps": conc_rate, "concurrent_cpu": cpu,
                             "concurrent_starters": CONCURRENT_STARTERS, "activities": 3}
     res.add("floor_seq_mean_ms", "(a) floor latency mean, sequential", s["mean_ms"], "ms")
     res.add("floor_seq_p50_ms", "(a) floor latency p50, sequential", s["p50_ms"], "ms")
@@ -494,10 +535,18 @@ async def ledger_rate(sessions: async_sessionmaker[AsyncSession], tenant_id: str
             if window_start <= time.perf_counter() <= window_end:
                 counted += 1
 
+    async def measure_cpu() -> dict[str, float]:
+        await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
+        window = CpuWindow()
+        await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
+        return window.stop()
+
     async with asyncio.TaskGroup() as tg:
         for t in range(LEDGER_TASKS):
             tg.create_task(task(t))
-    return {"tps": counted / seconds, "transfers": counted, "errors": len(errors)}
+        cpu = tg.create_task(measure_cpu())
+    return {"tps": counted / seconds, "transfers": counted, "errors": len(errors),
+            **cpu.result()}
 
 
 def pg_client_args(url: str) -> list[str]:
@@ -599,14 +648,14 @@ async def part_ledger(st: Stack, cfg: BenchConfig, res: Results) -> None:
         seconds = cfg.ledger_seconds
         spread_r = await ledger_rate(sessions, tenant.id, cache, spread, seconds)
         log(f"(c) ledger, {LEDGER_TASKS} tasks, gateway_clearing → {LEDGER_USERS} wallets: "
-            f"{spread_r['tps']:.0f} transfers/s ({spread_r['errors']} errors)")
+            f"{spread_r['tps']:.0f} transfers/s ({spread_r['errors']} errors) {fmt_cpu(spread_r)}")
         hot_r = await ledger_rate(sessions, tenant.id, cache, hot, seconds)
         log(f"(c) ledger, {LEDGER_TASKS} tasks, gateway_clearing → ONE wallet: "
-            f"{hot_r['tps']:.0f} transfers/s ({hot_r['errors']} errors)")
+            f"{hot_r['tps']:.0f} transfers/s ({hot_r['errors']} errors) {fmt_cpu(hot_r)}")
         p2p_r = await ledger_rate(sessions, tenant.id, cache, p2p, seconds)
         log(f"(c) ledger, {LEDGER_TASKS} tasks, wallet → wallet among {LEDGER_USERS} "
             f"(no shared account; informational): {p2p_r['tps']:.0f} transfers/s "
-            f"({p2p_r['errors']} errors)")
+            f"({p2p_r['errors']} errors) {fmt_cpu(p2p_r)}")
         async with sessions() as session:
             problems = await LedgerRepository(session).check_invariants()
         if problems:
@@ -653,14 +702,16 @@ async def part_api_latency(st: Stack, cfg: BenchConfig, res: Results) -> None:
         await run_concurrent(CONCURRENT_STARTERS, CONCURRENT_STARTERS,
                              lambda w, i: start(w, f"warm-{i}"))
         statuses.clear()
+        window = CpuWindow()
         lat, wall = await run_concurrent(CONCURRENT_STARTERS, cfg.api_m,
                                          lambda w, i: start(w, f"start-{i}"))
+        cpu = window.stop()
     s = latency_stats(lat)
     log(f"(d) POST /v1/topups, {CONCURRENT_STARTERS} concurrent clients: {fmt_stats(s)}; "
-        f"{cfg.api_m / wall:.1f} starts/s; statuses {statuses}")
+        f"{cfg.api_m / wall:.1f} starts/s; statuses {statuses} {fmt_cpu(cpu)}")
     res.details["api_start"] = {**s, "clients": CONCURRENT_STARTERS,
                                 "starts_per_second": cfg.api_m / wall,
-                                "api_db_pool_size": API_DB_POOL, "statuses": statuses}
+                                "api_db_pool_size": API_DB_POOL, "statuses": statuses, "cpu": cpu}
     res.add("api_start_p50_ms", "(d) flow start → 201, p50", s["p50_ms"], "ms")
     res.add("api_start_p99_ms", "(d) flow start → 201, p99", s["p99_ms"], "ms", ("<=", 50.0))
     res.add("api_starts_per_s", "(d) flow starts/s, 32 clients", cfg.api_m / wall, "starts/s")
@@ -786,20 +837,25 @@ async def part_memory(st: Stack, cfg: BenchConfig, res: Results) -> None:
                 raise BenchError(f"POST /v1/topups answered {r.status_code}: {r.text[:300]}")
 
         async def progress() -> None:
+            began = time.perf_counter()
             while True:
-                await asyncio.sleep(10)
+                await asyncio.sleep(15)
                 rss = samples[-1][1] / 2**20 if samples else math.nan
-                log(f"(e) … {opened}/{k} open, worker RSS {rss:.0f} MB")
+                rate = opened / (time.perf_counter() - began)
+                eta = f", ~{(k - opened) / rate:.0f}s to go" if rate else ""
+                log(f"(e) … {opened}/{k} open ({rate:.1f}/s{eta}), worker RSS {rss:.0f} MB")
 
         reporter = asyncio.create_task(progress())
+        window = CpuWindow(worker=psutil.Process(proc.pid))
         try:
             _, open_wall = await run_concurrent(CONCURRENT_STARTERS, k, open_one)
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
+        cpu = window.stop()
         log(f"(e) {opened} top-ups awaiting payment after {open_wall:.1f}s "
-            f"({opened / open_wall:.1f}/s, {retried} 202-retries)")
+            f"({opened / open_wall:.1f}/s, {retried} 202-retries) {fmt_cpu(cpu)}")
         # Spot-check that the flows really wait for payment (queries replay evicted flows).
         for i in random.Random(1).sample(range(k), min(k, 20)):
             flow_id = f"{tenant.slug}:topup:mem-{i}"
@@ -817,7 +873,8 @@ async def part_memory(st: Stack, cfg: BenchConfig, res: Results) -> None:
     res.details["worker_memory"] = {"open_topups": k, "opened": opened, "retries_202": retried,
                                     "open_seconds": open_wall, "samples": len(samples),
                                     "idle_rss_mb": baseline / 2**20, "peak_rss_mb": peak,
-                                    "last_rss_mb": final, "task_queue": queue}
+                                    "last_rss_mb": final, "task_queue": queue,
+                                    "open_cpu": cpu}
     res.add("worker_peak_rss_mb", f"(e) worker peak RSS, {k:,} open top-ups", peak, "MB",
             ("<=", 250.0))
     res.add("topup_open_per_s", "(e) top-ups opened/s, 32 clients", opened / open_wall,

@@ -130,3 +130,18 @@ async def test_history_is_cursor_paginated(http, stripe_ctl, sessions, tenant) -
     assert seen == [("3.00", "6.00"), ("2.00", "3.00"), ("1.00", "1.00")]
     assert await count_rows(sessions, "SELECT count(*) FROM flows WHERE tenant_id = :t",
                             t=tenant.id) == 3
+
+
+async def test_completed_history_replays_deterministically(http, stripe_ctl, temporal_env,
+                                                           tenant) -> None:
+    """The workflow code replays its own recorded history (temporalio `Replayer`)."""
+    from temporalio.worker import Replayer
+
+    from worker import WORKFLOWS
+
+    r = await topup(http, tenant, "replay-1", amount="3.00", currency="EUR")
+    await stripe_ctl.post(f"/_standin/payment_intents/{r.json()['payment']['payment_id']}/succeed")
+    await wait_state(http, tenant, r.json()["flow_id"], "completed")
+    history = await temporal_env.client.get_workflow_handle(r.json()["flow_id"]).fetch_history()
+    result = await Replayer(workflows=WORKFLOWS).replay_workflow(history)
+    assert result.replay_failure is None

@@ -69,11 +69,12 @@ class TopUpWorkflow:
 
         paid = await self._wait_for_payment(inp)
         if not paid:
+            decisive = self._event  # before our own cancel, whose webhook also arrives
             final = await self._cancel_or_collect()
             if final.status != PAYMENT_SUCCEEDED:
-                if self._event is not None and self._event.status != PAYMENT_SUCCEEDED:
-                    reason = self._event.failure_reason or self._event.status
-                    return await self._finish("failed", f"payment {self._event.status}: {reason}")
+                if decisive is not None:
+                    reason = decisive.failure_reason or decisive.status
+                    return await self._finish("failed", f"payment {decisive.status}: {reason}")
                 return await self._finish("expired", "no payment before the expiry")
 
         self._state = "crediting"

@@ -1,0 +1,60 @@
+"""The `walletflow` CLI against the real database: tenants and keys, and the ledger check."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def cli(database_url: str, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "cli.py"), *args, cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_tenant_created_by_the_cli_can_use_the_api(database_url, http) -> None:
+    slug = f"cli-{secrets.token_hex(4)}"
+    code, out = await cli(database_url, "tenant", "create", slug, "--admin", "alice")
+    assert code == 0, out
+    keys = json.loads(out)
+    code, out = await cli(database_url, "user", "create", "--tenant", slug, "bob")
+    assert (code, out.strip()) == (0, "created")
+    r = await http.post("/v1/users", json={"user_id": "carol"},
+                        headers={"Authorization": f"Bearer {keys['client_key']}"})
+    assert r.status_code == 201
+    r = await http.get("/v1/wallets/bob", headers={"Authorization": f"Bearer {keys['client_key']}"})
+    assert r.json() == {"user_id": "bob", "balances": []}
+    r = await http.get("/v1/ledger/accounts",
+                       headers={"Authorization": f"Bearer {keys['admin_key']}"})
+    assert r.status_code == 200
+    code, out = await cli(database_url, "user", "create", "--tenant", "no-such-tenant", "x")
+    assert code == 2
+
+
+async def test_ledger_check_exits_non_zero_on_a_violation(database_url, sessions, tenant) -> None:
+    code, out = await cli(database_url, "ledger", "check")
+    assert code == 0, out
+    async with sessions.begin() as s:
+        account = (await s.execute(text(
+            "INSERT INTO accounts (tenant_id, kind, owner_id, currency, posted) "
+            "VALUES (:t, 'fees', 'tenant', 'EUR', 7) RETURNING id"), {"t": tenant.id})).scalar_one()
+    try:
+        code, out = await cli(database_url, "ledger", "check")
+        assert code == 1
+        assert "cached balance differs" in out and "do not balance" in out
+    finally:
+        async with sessions.begin() as s:
+            await s.execute(text("UPDATE accounts SET posted = 0 WHERE id = :id"), {"id": account})
+    code, out = await cli(database_url, "ledger", "check")
+    assert code == 0, out
