@@ -16,12 +16,14 @@ from activities.gateway import GatewayActivities
 from activities.gateways import PaymentGateway
 from activities.gateways.stripe_gateway import StripeGateway
 from activities.ledger import LedgerActivities
+from activities.purchases import PurchaseActivities
 from db.engine import create_engine, resolve_database_url, session_factory
 from settings import Settings, get_settings
 from temporal_client import connect
+from workflows.purchase_credit import PurchaseCreditWorkflow
 from workflows.topup import TopUpWorkflow
 
-WORKFLOWS = [TopUpWorkflow]
+WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow]
 
 
 def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
@@ -35,6 +37,7 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
                  gateways: dict[str, PaymentGateway], **worker_options: object) -> Worker:
     ledger = LedgerActivities(sessions)
     gateway = GatewayActivities(gateways)
+    purchases = PurchaseActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
@@ -44,6 +47,8 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
             gateway.create_payment,
             gateway.retrieve_payment,
             gateway.cancel_payment,
+            purchases.evaluate,
+            purchases.apply_step,
         ],
         **worker_options,  # type: ignore[arg-type]
     )

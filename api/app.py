@@ -7,7 +7,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, flows, health, topups, users, wallets, webhooks
+from api import (
+    analytics,
+    errors,
+    flows,
+    health,
+    purchases,
+    store_webhooks,
+    topups,
+    users,
+    wallets,
+    webhooks,
+)
 from db.engine import create_engine, resolve_database_url, session_factory
 from settings import Settings, get_settings
 from temporal_client import connect
@@ -35,7 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for module in (topups, users, wallets, flows, webhooks, health):
+    for module in (topups, users, wallets, flows, webhooks, purchases, store_webhooks, analytics,
+                   health):
         app.include_router(module.router)
     return app
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -44,3 +45,35 @@ class TopUpCreate(Strict):
     currency: Currency | None = None
     package: str | None = Field(default=None, max_length=40, description="a PTS points package",
                                 examples=["premium"])
+
+
+class PurchaseReport(Strict):
+    """A purchase as a store reports it (server-to-server or from the widget)."""
+
+    order_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,127}$", examples=["ORD_12345"])
+    user_id: str = Field(pattern=USER_ID, examples=["user-42"])
+    amount: Amount
+    currency: Currency
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    shop_name: str | None = Field(default=None, max_length=200, examples=["Amazon"])
+    session_id: str | None = Field(default=None, max_length=128)
+    occurred_at: datetime | None = Field(default=None, description="when the order was placed")
+
+
+class RefundReport(Strict):
+    amount: Amount
+    currency: Currency
+
+
+class InteractionReport(Strict):
+    kind: Literal["view", "click", "chat"]
+    user_id: str | None = Field(default=None, pattern=USER_ID)
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    session_id: str | None = Field(default=None, max_length=128)
+    occurred_at: datetime | None = None
+
+
+class StoreCredentialCreate(Strict):
+    platform: Literal["widget", "shopify", "woocommerce"]
+    public_key: str | None = Field(default=None, max_length=300, description=(
+        "Shopify shop domain or WooCommerce store URL; generated for the widget"))

@@ -33,8 +33,12 @@ async def _user(session: AsyncSession, principal: Principal, user_id: str) -> No
 async def get_wallet(user_id: str, principal: Principal = Depends(client_principal),
                      session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
     await _user(session, principal, user_id)
-    balances = await LedgerRepository(session).balances(principal.tenant_id, user_id)
-    return {"user_id": user_id, "balances": [_balance(b) for b in balances]}
+    repo = LedgerRepository(session)
+    balances = await repo.balances(principal.tenant_id, user_id)
+    cashback = await repo.cashback(principal.tenant_id, user_id)
+    return {"user_id": user_id, "balances": [_balance(b) for b in balances],
+            "cashback": [{"currency": c, "pending": format_amount(p, c),
+                          "available": format_amount(a, c)} for c, p, a in cashback]}
 
 
 @router.get("/v1/wallets/{user_id}/transactions", summary="A wallet's history, newest first")

@@ -130,6 +130,19 @@ class LedgerRepository:
         )
         return [Balance(*r) for r in rows]
 
+    async def cashback(self, tenant_id: str, owner_id: str) -> list[tuple[str, int, int]]:
+        """(currency, pending, available) cashback credited to the user's wallets."""
+        rows = await self.session.execute(
+            text("SELECT t.currency, "
+                 "coalesce(sum(t.amount) FILTER (WHERE t.state = 'pending'), 0), "
+                 "coalesce(sum(t.amount) FILTER (WHERE t.state = 'posted'), 0) "
+                 "FROM transfers t JOIN accounts a ON a.id = t.credit_account_id "
+                 "WHERE a.tenant_id = :t AND a.owner_id = :o AND a.kind = 'user_wallet' "
+                 "AND t.kind = 'cashback' GROUP BY t.currency ORDER BY t.currency"),
+            {"t": tenant_id, "o": owner_id},
+        )
+        return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
     async def system_balances(self, tenant_id: str) -> list[Balance]:
         rows = await self.session.execute(
             text("SELECT id, kind, owner_id, currency, posted, pending_in, pending_out "
@@ -140,6 +153,11 @@ class LedgerRepository:
         return [Balance(*r) for r in rows]
 
     # -- writes -----------------------------------------------------------------------------
+
+    async def lock(self, tenant_id: str, refs: list[AccountRef]) -> None:
+        """Lock several accounts up front (ascending id) for a transaction that makes more than
+        one ledger call, so its later calls never take locks out of order."""
+        await self._lock({await self.account_id(tenant_id, r) for r in refs})
 
     async def post(self, tenant_id: str, flow_id: str, transfers: list[TransferRequest],
                    pending: bool = False) -> list[PostedTransfer]:

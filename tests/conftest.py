@@ -133,7 +133,8 @@ async def start_api(database_url: str, temporal_address: str, standin: LiveServe
     servers: list[LiveServer] = []
 
     async def start(**overrides: object) -> LiveServer:
-        app = create_app(make_settings(database_url, temporal_address, standin.url, **overrides))
+        target = str(overrides.pop("temporal_address", temporal_address))
+        app = create_app(make_settings(database_url, target, standin.url, **overrides))
         server = await LiveServer(app).start()
         servers.append(server)
         return server

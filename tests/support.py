@@ -119,3 +119,13 @@ async def balances(http: Any, tenant: Tenant, user_id: str | None = None
 async def tenant_transfers(sessions: async_sessionmaker[AsyncSession], tenant: Tenant) -> int:
     return await count_rows(sessions, "SELECT count(*) FROM transfers WHERE tenant_id = :t",
                             t=tenant.id)
+
+
+async def set_rewards(sessions: async_sessionmaker[AsyncSession], tenant: Tenant,
+                      **rewards: Any) -> None:
+    import json
+
+    async with sessions.begin() as session:
+        await session.execute(text(
+            "UPDATE tenants SET settings = jsonb_set(settings, '{rewards}', CAST(:r AS jsonb)) "
+            "WHERE id = :t"), {"r": json.dumps(rewards), "t": tenant.id})

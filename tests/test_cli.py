@@ -34,7 +34,7 @@ async def test_tenant_created_by_the_cli_can_use_the_api(database_url, http) -> 
                         headers={"Authorization": f"Bearer {keys['client_key']}"})
     assert r.status_code == 201
     r = await http.get("/v1/wallets/bob", headers={"Authorization": f"Bearer {keys['client_key']}"})
-    assert r.json() == {"user_id": "bob", "balances": []}
+    assert r.json() == {"user_id": "bob", "balances": [], "cashback": []}
     r = await http.get("/v1/ledger/accounts",
                        headers={"Authorization": f"Bearer {keys['admin_key']}"})
     assert r.status_code == 200

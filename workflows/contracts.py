@@ -242,3 +242,103 @@ class PaymentRef:
     gateway: str
     payment_id: str
     currency: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Purchase-credit (cashback) flow
+# ---------------------------------------------------------------------------------------------
+
+PURCHASE_EVALUATE = "purchases.evaluate"
+PURCHASE_APPLY = "purchases.apply_step"
+
+PLATFORMS = ("widget", "shopify", "woocommerce", "api")
+TIERS = ("bronze", "silver", "gold", "platinum")
+
+
+@dataclass
+class RewardsPolicy:
+    """A tenant's cashback and points rules (tenants.settings["rewards"] overrides these)."""
+
+    cashback_rate: str = "0.10"
+    return_window_seconds: int = 30 * 86400
+    min_confidence: str = "0"  # any tracked purchase earns (seed 000)
+    points_per_unit: int = 1  # points per whole currency unit spent
+    tier_thresholds: dict[str, int] = field(
+        default_factory=lambda: {"silver": 1000, "gold": 5000, "platinum": 20000})
+    tier_bonus: dict[str, str] = field(
+        default_factory=lambda: {"bronze": "0", "silver": "0.01", "gold": "0.02",
+                                 "platinum": "0.03"})
+
+    def tier_for(self, lifetime_points: int) -> str:
+        tier = "bronze"
+        for name in TIERS[1:]:
+            if lifetime_points >= self.tier_thresholds.get(name, 1 << 62):
+                tier = name
+        return tier
+
+
+def cashback_for(amount_minor: int, rate: str) -> int:
+    """amount × rate, rounded half-up to the minor unit (€89.50 × 10% = €8.95)."""
+    return round_half_up(Decimal(amount_minor) * Decimal(rate))
+
+
+def points_for(amount_minor: int, currency: str, points_per_unit: int) -> int:
+    """Points for whole currency units spent (€89.50 at 1 point/€ = 89 points)."""
+    return amount_minor // 10 ** currency_exponent(currency) * points_per_unit
+
+
+@dataclass
+class PurchaseInput:
+    tenant_id: str
+    flow_id: str
+    store_order_id: str
+    user_id: str
+    amount: Money
+    platform: str
+    occurred_at: str  # ISO 8601, when the store says the order was placed
+    email: str | None = None
+    shop: str | None = None
+    session_id: str | None = None
+
+
+@dataclass
+class PurchaseEvaluation:
+    method: str  # session_match / time_proximity / email_match / no_match
+    confidence: str  # "0.95"
+    tier: str
+    rate: str  # base rate + tier bonus, e.g. "0.11"
+    cashback: int
+    points: int
+    points_per_unit: int
+    return_window_seconds: int
+    eligible: bool
+
+
+@dataclass
+class StoreEvent:
+    """The store reports a cancellation or a refund (deduplicated on event_id)."""
+
+    event_id: str
+    kind: str  # "cancelled" | "refunded"
+    refund: Money | None = None  # this refund's amount (refunds add up)
+    refunded_total: Money | None = None  # or: the order's cumulative refunded amount
+
+
+@dataclass
+class PurchaseStep:
+    """One ledger step of a purchase and its new state, applied in one DB transaction: void a
+    hold, post a hold, place a new hold, credit points — in that order."""
+
+    tenant_id: str
+    flow_id: str
+    store_order_id: str
+    user_id: str
+    currency: str
+    state: str
+    void_key: str | None = None
+    post_key: str | None = None
+    hold_key: str | None = None
+    hold_amount: int = 0
+    points: int = 0
+    refunded: int = 0
+    release_at: str | None = None

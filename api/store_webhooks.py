@@ -1,0 +1,181 @@
+"""Shopify and WooCommerce order webhooks. The tenant is the one whose secret verifies the raw
+body (an unsigned header only narrows the candidates); each delivery is stored once; order
+creation reports a purchase, cancellation and refunds signal its flow."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import db_session, raw_body
+from api.errors import ProblemError
+from api.purchases import money, report_purchase, report_store_event
+from api.signatures import shopify_valid, woocommerce_valid
+from db.repositories import StoreRepository, WebhookEventRepository
+from workflows.contracts import StoreEvent, format_amount
+
+router = APIRouter(tags=["webhooks"])
+
+
+async def _verified_tenant(session: AsyncSession, platform: str, hint: str | None, body: bytes,
+                           signature: str | None, valid: Callable[[bytes, str | None, str], bool]
+                           ) -> dict[str, Any]:
+    if not signature:
+        raise ProblemError(401, "signature_missing", "the signature header is missing")
+    stores = StoreRepository(session)
+    candidates = (await stores.credentials(platform, hint) if hint else []) or \
+        await stores.credentials(platform, None)
+    for candidate in candidates:
+        if valid(body, signature, candidate["secret"]):
+            return candidate
+    raise ProblemError(401, "signature_invalid", "no store secret verifies this delivery")
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body, parse_float=Decimal)
+    except ValueError:
+        raise ProblemError(400, "malformed_payload", "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ProblemError(400, "malformed_payload", "the body is not a JSON object")
+    return data
+
+
+def _attr(pairs: Any, name: str, key: str = "name") -> str | None:
+    for pair in pairs or []:
+        if isinstance(pair, dict) and pair.get(key) == name and pair.get("value"):
+            return str(pair["value"])
+    return None
+
+
+def _datetime(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ProblemError(400, "malformed_payload", f"bad timestamp {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.now().astimezone().tzinfo)
+
+
+async def _once(session: AsyncSession, source: str, event_id: str, topic: str,
+                payload: dict[str, Any]) -> bool:
+    return await WebhookEventRepository(session).record(source, event_id, topic, None, payload)
+
+
+async def _mark(session: AsyncSession, source: str, event_id: str, outcome: str) -> None:
+    await WebhookEventRepository(session).mark(source, event_id, outcome, outcome == "signalled")
+    await session.commit()
+
+
+@router.post("/v1/webhooks/shopify", summary="Shopify order webhooks")
+async def shopify_webhook(request: Request, body: bytes = Depends(raw_body),
+                          session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+    h = request.headers
+    tenant = await _verified_tenant(session, "shopify", h.get("x-shopify-shop-domain"), body,
+                                    h.get("x-shopify-hmac-sha256"), shopify_valid)
+    topic, event_id = h.get("x-shopify-topic", ""), h.get("x-shopify-webhook-id")
+    if not event_id:
+        raise ProblemError(400, "malformed_payload", "X-Shopify-Webhook-Id is missing")
+    data = _json(body)
+    if not await _once(session, f"shopify:{tenant['tenant_id']}", event_id, topic, data):
+        await session.commit()
+        return {"received": True, "duplicate": True}
+    try:
+        outcome = await _shopify(request, session, tenant, topic, event_id, data)
+    except (KeyError, TypeError, ValueError):
+        raise ProblemError(400, "malformed_payload", f"unexpected {topic} payload") from None
+    await _mark(session, f"shopify:{tenant['tenant_id']}", event_id, outcome)
+    return {"received": True, "outcome": outcome}
+
+
+async def _shopify(request: Request, session: AsyncSession, tenant: dict[str, Any], topic: str,
+                   event_id: str, data: dict[str, Any]) -> str:
+    if topic == "orders/create":
+        customer = data.get("customer") or {}
+        user_id = _attr(data.get("note_attributes"), "walletflow_user_id") or (
+            f"shopify-{customer['id']}" if customer.get("id") else None)
+        if not user_id:
+            return "ignored_no_customer"
+        await report_purchase(
+            request, session, tenant["tenant_id"], tenant["slug"], str(data["id"]),
+            user_id, money(str(data["total_price"]), str(data["currency"])), "shopify",
+            email=data.get("email") or customer.get("email"), shop=tenant["public_key"],
+            occurred_at=_datetime(data.get("created_at")))
+        return "purchase_reported"
+    if topic == "orders/cancelled":
+        return await report_store_event(request, tenant["slug"], str(data["id"]),
+                                        StoreEvent(f"shopify:{event_id}", "cancelled"))
+    if topic == "refunds/create":
+        transactions = [t for t in data.get("transactions", []) if t.get("kind") == "refund"]
+        if not transactions:
+            return "ignored_no_refund_transaction"
+        currency = str(transactions[0]["currency"])
+        total = sum(money(str(t["amount"]), currency).amount for t in transactions)
+        refund = money(format_amount(total, currency), currency)
+        return await report_store_event(request, tenant["slug"], str(data["order_id"]),
+                                        StoreEvent(f"shopify:{event_id}", "refunded",
+                                                   refund=refund))
+    return "ignored_topic"
+
+
+@router.post("/v1/webhooks/woocommerce", summary="WooCommerce order webhooks")
+async def woocommerce_webhook(request: Request, body: bytes = Depends(raw_body),
+                              session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+    h = request.headers
+    if not h.get("x-wc-webhook-signature") and body.startswith(b"webhook_id="):
+        return {"received": True, "outcome": "ping"}  # WooCommerce's unsigned ping on setup
+    tenant = await _verified_tenant(session, "woocommerce", h.get("x-wc-webhook-source"), body,
+                                    h.get("x-wc-webhook-signature"), woocommerce_valid)
+    topic = h.get("x-wc-webhook-topic", "")
+    event_id = h.get("x-wc-webhook-delivery-id") or h.get("x-wc-webhook-id")
+    if not event_id:
+        raise ProblemError(400, "malformed_payload", "X-WC-Webhook-Delivery-ID is missing")
+    data = _json(body)
+    source = f"woocommerce:{tenant['tenant_id']}"
+    if not await _once(session, source, event_id, topic, data):
+        await session.commit()
+        return {"received": True, "duplicate": True}
+    try:
+        outcome = await _woocommerce(request, session, tenant, topic, event_id, data)
+    except (KeyError, TypeError, ValueError):
+        raise ProblemError(400, "malformed_payload", f"unexpected {topic} payload") from None
+    await _mark(session, source, event_id, outcome)
+    return {"received": True, "outcome": outcome}
+
+
+async def _woocommerce(request: Request, session: AsyncSession, tenant: dict[str, Any],
+                       topic: str, event_id: str, data: dict[str, Any]) -> str:
+    order_id = str(data["id"])
+    currency = str(data["currency"])
+    status = data.get("status")
+    if topic == "order.created":
+        billing = data.get("billing") or {}
+        user_id = _attr(data.get("meta_data"), "walletflow_user_id", key="key") or (
+            f"woo-{data['customer_id']}" if data.get("customer_id") else None)
+        if not user_id:
+            return "ignored_no_customer"
+        await report_purchase(
+            request, session, tenant["tenant_id"], tenant["slug"], order_id, user_id,
+            money(str(data["total"]), currency), "woocommerce", email=billing.get("email"),
+            shop=tenant["public_key"], occurred_at=_datetime(data.get("date_created_gmt")
+                                                            and f"{data['date_created_gmt']}Z"))
+        return "purchase_reported"
+    if topic == "order.updated" and status == "cancelled":
+        return await report_store_event(request, tenant["slug"], order_id,
+                                        StoreEvent(f"woo:{event_id}", "cancelled"))
+    if topic == "order.updated" and (status == "refunded" or data.get("refunds")):
+        refunded = sum(abs(Decimal(str(r["total"]))) for r in data.get("refunds") or [])
+        if status == "refunded" and not refunded:
+            refunded = Decimal(str(data["total"]))
+        total = money(format(refunded, "f"), currency)
+        return await report_store_event(request, tenant["slug"], order_id,
+                                        StoreEvent(f"woo:{event_id}", "refunded",
+                                                   refunded_total=total))
+    return "ignored_topic"
