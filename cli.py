@@ -80,6 +80,27 @@ async def cmd_user_create(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_store_add(args: argparse.Namespace) -> int:
+    import secrets as _secrets
+
+    from db.repositories import StoreRepository
+
+    engine, sessions, _ = await _sessions()
+    try:
+        async with sessions.begin() as session:
+            tenant = await TenantRepository(session).tenant_by_slug(args.tenant)
+            if tenant is None:
+                print(f"no tenant {args.tenant!r}", file=sys.stderr)
+                return 2
+            key = args.public_key or f"pk_{_secrets.token_hex(12)}"
+            secret = await StoreRepository(session).add_credential(tenant["id"], args.platform,
+                                                                   key, args.secret)
+    finally:
+        await engine.dispose()
+    print(json.dumps({"platform": args.platform, "public_key": key, "secret": secret}, indent=2))
+    return 0
+
+
 async def cmd_ledger_check(_: argparse.Namespace) -> int:
     engine, sessions, _ = await _sessions()
     try:
@@ -121,6 +142,15 @@ def parser() -> argparse.ArgumentParser:
     uc.add_argument("user_id")
     uc.add_argument("--email")
     uc.set_defaults(fn=cmd_user_create)
+
+    store = sub.add_parser("store", help="stores").add_subparsers(dest="sub", required=True)
+    sa = store.add_parser("add", help="connect the widget, a Shopify shop or a WooCommerce "
+                          "store; prints its signing secret")
+    sa.add_argument("--tenant", required=True)
+    sa.add_argument("--platform", required=True, choices=["widget", "shopify", "woocommerce"])
+    sa.add_argument("--public-key", help="shop domain / store URL (widget: generated)")
+    sa.add_argument("--secret", help="use this secret (Shopify/WooCommerce give you one)")
+    sa.set_defaults(fn=cmd_store_add)
 
     ledger = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="sub", required=True)
     ledger.add_parser("check", help="verify every ledger invariant; exit 1 on a violation"

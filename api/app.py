@@ -13,6 +13,7 @@ from api import (
     flows,
     health,
     purchases,
+    settings_routes,
     store_webhooks,
     topups,
     users,
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     for module in (topups, users, wallets, flows, webhooks, purchases, store_webhooks, analytics,
-                   health):
+                   settings_routes, health):
         app.include_router(module.router)
     return app
 

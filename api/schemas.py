@@ -77,3 +77,17 @@ class StoreCredentialCreate(Strict):
     platform: Literal["widget", "shopify", "woocommerce"]
     public_key: str | None = Field(default=None, max_length=300, description=(
         "Shopify shop domain or WooCommerce store URL; generated for the widget"))
+
+
+Rate = Annotated[str, Field(pattern=r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$", examples=["0.10"])]
+
+
+class RewardsSettings(Strict):
+    """A tenant's cashback and points rules (any field left out keeps its current value)."""
+
+    cashback_rate: Rate | None = None
+    return_window_seconds: int | None = Field(default=None, ge=0, le=366 * 86400)
+    min_confidence: Rate | None = None
+    points_per_unit: int | None = Field(default=None, ge=0, le=10_000)
+    tier_thresholds: dict[Literal["silver", "gold", "platinum"], int] | None = None
+    tier_bonus: dict[Literal["bronze", "silver", "gold", "platinum"], Rate] | None = None

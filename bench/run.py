@@ -779,7 +779,7 @@ async def wait_for_log(path: Path, needle: str, proc: asyncio.subprocess.Process
 async def part_memory(st: Stack, cfg: BenchConfig, res: Results) -> None:
     k = cfg.memory_k
     queue = f"walletflow-bench-mem-{st.run_id}"
-    log_path = STATE_DIR / f"worker-{st.run_id}.log"
+    log_path = STATE_DIR / "worker.log"  # overwritten by each run
     env = {**os.environ, "DATABASE_URL": st.db_url, "TEMPORAL_ADDRESS": st.temporal_address,
            "TEMPORAL_TASK_QUEUE": queue, "STRIPE_API_BASE": st.standin.url,
            "STRIPE_CHECKOUT_BASE": st.standin.url, "STRIPE_API_KEY": STRIPE_KEY,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.shops import Shop, connect_shop, shopify_order
+from tests.shops import Shop, connect_shop, shopify_order, woo_order
 from tests.support import Tenant, count_rows, eventually
 from worker import build_gateways, build_worker
 
@@ -61,20 +61,31 @@ async def cashback_rows(sessions, tenant: Tenant) -> dict[str, int]:
     return out
 
 
-async def test_cashback_becomes_available_after_30_days(skipping, sessions, shop: Shop) -> None:
+@pytest.mark.parametrize("route", ["widget", "shopify", "woocommerce", "api"])
+async def test_cashback_becomes_available_after_30_days(skipping, sessions, shop: Shop,
+                                                        route: str) -> None:
     env, http = skipping
-    await shop.widget(http, "/v1/widget/purchases", {
-        "order_id": "W-1", "user_id": "user-1", "amount": "89.50", "currency": "EUR"})
-    status = await pending_state(http, shop.tenant, "W-1")
+    order = {"order_id": "8008", "user_id": "user-1", "amount": "89.50", "currency": "EUR"}
+    if route == "widget":
+        r = await shop.widget(http, "/v1/widget/purchases", order)
+    elif route == "shopify":
+        r = await shop.shopify(http, "orders/create", shopify_order(8008, "89.50", "user-1"))
+    elif route == "woocommerce":
+        r = await shop.woocommerce(http, "order.created", woo_order(8008, "89.50", "user-1"))
+    else:
+        r = await http.post("/v1/purchases", json=order,
+                            headers={**shop.tenant.client, "Idempotency-Key": "k-1"})
+    assert r.status_code in (200, 201), r.text
+    status = await pending_state(http, shop.tenant, "8008")
+    assert status["details"]["platform"] == route
     assert await cashback_rows(sessions, shop.tenant) == {"pending": 895, "posted": 0,
                                                           "voided": 0}
-    released = status["details"]["release_at"]
-    outcome = await outcome_of(env, status["flow_id"])
-    assert outcome == "available"
+    held = (datetime.fromisoformat(status["details"]["release_at"])
+            - datetime.fromisoformat(status["created_at"]))
+    assert timedelta(days=30) <= held < timedelta(days=30, seconds=5)
+    assert await outcome_of(env, status["flow_id"]) == "available"
     assert await cashback_rows(sessions, shop.tenant) == {"pending": 0, "posted": 895,
                                                           "voided": 0}
-    held = datetime.fromisoformat(released) - datetime.fromisoformat(status["created_at"])
-    assert timedelta(days=30) <= held < timedelta(days=30, seconds=5)
 
 
 async def test_cancellation_inside_the_window_voids(skipping, sessions, shop: Shop) -> None:

@@ -245,3 +245,60 @@ async def test_malformed_purchases_write_nothing(http, sessions, shop: Shop, pay
                                                    "currency": "EUR", "customer": {"id": 1}})
     assert r.status_code in (400, 422)
     await assert_nothing(sessions, shop.tenant)
+
+
+@pytest.mark.parametrize(("age", "method", "low", "high"), [
+    (timedelta(0), "session_match", "0.95", "0.95"),
+    (timedelta(minutes=59), "session_match", "0.90", "0.91"),
+    (timedelta(minutes=61), "time_proximity", "0.89", "0.90"),
+    (timedelta(hours=23), "time_proximity", "0.70", "0.71"),
+    (timedelta(hours=25), "email_match", "0.64", "0.65"),
+    (timedelta(days=6), "email_match", "0.52", "0.53"),
+    (timedelta(days=7), "email_match", "0.50", "0.50"),
+    (timedelta(days=8), "no_match", "0.00", "0.00"),
+    (-timedelta(minutes=1), "no_match", "0.00", "0.00"),  # after the purchase: not a cause
+])
+def test_attribution_bands_at_their_boundaries(age, method, low, high) -> None:
+    from decimal import Decimal
+
+    from activities.purchases import attribute
+
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    got_method, confidence = attribute(now, now - age)
+    assert got_method == method
+    assert Decimal(low) <= confidence <= Decimal(high)
+
+
+def test_no_interaction_at_all_is_no_match() -> None:
+    from activities.purchases import attribute
+
+    assert attribute(datetime.now(UTC), None) == ("no_match", 0)
+
+
+async def test_admin_sets_the_rewards_policy(http, shop: Shop) -> None:
+    tenant = shop.tenant
+    r = await http.put("/v1/settings/rewards", json={"cashback_rate": "0.05"},
+                       headers=tenant.client)
+    assert (r.status_code, r.json()["code"]) == (403, "insufficient_scope")
+    r = await http.put("/v1/settings/rewards", json={"tier_thresholds": {
+        "silver": 10, "gold": 5, "platinum": 20}}, headers=tenant.admin)
+    assert (r.status_code, r.json()["code"]) == (422, "validation_error")
+    r = await http.put("/v1/settings/rewards", json={"cashback_rate": "1.5"}, headers=tenant.admin)
+    assert r.status_code == 422
+    r = await http.put("/v1/settings/rewards", json={"cashback_rate": "0.05"},
+                       headers=tenant.admin)
+    assert r.status_code == 200, r.text
+    assert (r.json()["cashback_rate"], r.json()["return_window_seconds"]) == ("0.05", 0)
+    await shop.widget(http, "/v1/widget/purchases", {
+        "order_id": "P-5", "user_id": "user-1", "amount": "89.50", "currency": "EUR"})
+    status = await purchase(http, tenant, "P-5", "available")
+    assert status["amounts"]["cashback"] == "4.48"  # 4.475 rounds half-up
+
+
+async def test_min_confidence_excludes_unattributed_purchases(http, sessions, shop: Shop) -> None:
+    await set_rewards(sessions, shop.tenant, return_window_seconds=0, min_confidence="0.50")
+    await shop.widget(http, "/v1/widget/purchases", {
+        "order_id": "M-1", "user_id": "user-1", "amount": "50.00", "currency": "EUR"})
+    status = await purchase(http, shop.tenant, "M-1", "not_eligible")
+    assert status["amounts"]["cashback"] == "0.00"
+    assert await tenant_transfers(sessions, shop.tenant) == 0
