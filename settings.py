@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     temporal_tls: bool = False
     temporal_tls_cert_path: Path | None = None
     temporal_tls_key_path: Path | None = None
+    # Workflows kept in the worker's memory between tasks. A top-up waiting for its payment
+    # costs ~0.12 MB cached; an evicted one is replayed from history when its webhook arrives.
+    worker_max_cached_workflows: int = 500
 
     # API
     api_host: str = "127.0.0.1"

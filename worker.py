@@ -61,7 +61,8 @@ async def main() -> None:
                            settings.db_pool_size)
     gateways = build_gateways(settings)
     client = await connect(settings)
-    worker = build_worker(client, settings.temporal_task_queue, session_factory(engine), gateways)
+    worker = build_worker(client, settings.temporal_task_queue, session_factory(engine), gateways,
+                          max_cached_workflows=settings.worker_max_cached_workflows)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

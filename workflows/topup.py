@@ -139,7 +139,7 @@ class TopUpWorkflow:
                                 AccountRef("user_wallet", inp.user_id, inp.credit.currency),
                                 inp.credit.amount, inp.credit.currency, "topup"),
             ]
-        posted = await workflow.execute_activity(
+        posted = await workflow.execute_local_activity(
             POST_TRANSFERS,
             PostTransfersRequest(inp.tenant_id, inp.flow_id, transfers),
             result_type=list[PostedTransfer],
