@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from db.ledger import LedgerError, LedgerRepository
+from db.ledger import LedgerError, LedgerRace, LedgerRepository
 from workflows.contracts import POST_TRANSFERS, PostedTransfer, PostTransfersRequest
 
 
@@ -25,6 +25,8 @@ class LedgerActivities:
         except LedgerError as e:
             # A business refusal: retrying cannot change the answer.
             raise ApplicationError(str(e), type=e.code, non_retryable=True) from e
+        except LedgerRace as e:
+            raise ApplicationError(str(e), type="ledger_retry") from e
         except IntegrityError as e:
             # A concurrent writer won a race the locks should have prevented, or a constraint
             # fired: retry; the idempotency key makes the retry return the first result.

@@ -213,14 +213,15 @@ async def widget_tenant(request: Request, body: bytes = Depends(raw_body),
         raise ProblemError(401, "signature_missing", "X-Walletflow-Key, -Timestamp and "
                            "-Signature are required")
     candidates = await StoreRepository(session).credentials("widget", key)
-    if not candidates or not widget_valid(body, ts, sig, candidates[0]["secret"]):
+    tenant = next((c for c in candidates if widget_valid(body, ts, sig, c["secret"])), None)
+    if tenant is None:
         raise ProblemError(401, "signature_invalid",
                            "unknown key, bad signature or timestamp outside ±300 s")
     if not await StoreRepository(session).first_use_of_signature(sig.strip().lower()):
         await session.rollback()
         raise ProblemError(409, "replayed", "this signed call was already received")
     await session.commit()
-    return candidates[0]
+    return tenant
 
 
 @router.post("/v1/widget/purchases", status_code=201, openapi_extra=openapi_body(PurchaseReport),

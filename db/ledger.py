@@ -34,6 +34,11 @@ class LedgerConflict(LedgerError):
     code = "ledger_conflict"
 
 
+class LedgerRace(Exception):
+    """A concurrent writer committed the same idempotency key while this one waited: nothing was
+    written; retry and the key's first result is returned. Retryable, so not a LedgerError."""
+
+
 class AccountMissing(LedgerError):
     code = "account_missing"
 
@@ -57,21 +62,40 @@ _LOCK = text(
     "SELECT id, kind, posted, pending_in, pending_out FROM accounts "
     "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
 )
-_EXISTING = text(
-    "SELECT id, idempotency_key, debit_account_id, credit_account_id, amount, currency, state "
-    "FROM transfers WHERE tenant_id = :tenant AND idempotency_key = ANY(:keys)"
+# One round trip: lock the accounts (ascending id) and find transfers already written under
+# the keys. The transfer lookup sees the statement's snapshot; a same-key writer that commits
+# while we wait for the locks is caught by ON CONFLICT below (LedgerRace, retried).
+_LOCK_AND_FIND = text(
+    "WITH locked AS (SELECT id, kind, posted, pending_in, pending_out FROM accounts "
+    "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE) "
+    "SELECT 'account' AS row_kind, id, kind, posted, pending_in, pending_out, "
+    "CAST(NULL AS text) AS idempotency_key, CAST(NULL AS bigint) AS debit_account_id, "
+    "CAST(NULL AS bigint) AS credit_account_id, CAST(NULL AS bigint) AS amount, "
+    "CAST(NULL AS text) AS currency, CAST(NULL AS text) AS state FROM locked "
+    "UNION ALL SELECT 'transfer', id, NULL, NULL, NULL, NULL, idempotency_key, "
+    "debit_account_id, credit_account_id, amount, currency, state FROM transfers "
+    "WHERE tenant_id = :tenant AND idempotency_key = ANY(:keys)"
 )
-_INSERT = text(
-    "INSERT INTO transfers (tenant_id, idempotency_key, debit_account_id, credit_account_id, "
-    "amount, currency, state, kind, flow_id, metadata, debit_posted_after, credit_posted_after, "
-    "resolved_at) "
+# One round trip: insert the transfers and apply the balance deltas, the deltas only if every
+# transfer was inserted.
+_INSERT_AND_APPLY = text(
+    "WITH ins AS (INSERT INTO transfers (tenant_id, idempotency_key, debit_account_id, "
+    "credit_account_id, amount, currency, state, kind, flow_id, metadata, debit_posted_after, "
+    "credit_posted_after, resolved_at) "
     "SELECT :tenant, k, d, c, a, cur, st, kd, :flow, CAST(m AS jsonb), dpa, cpa, "
     "CASE WHEN st = 'posted' THEN now() END "
     "FROM unnest(CAST(:keys AS text[]), CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), "
     "CAST(:amounts AS bigint[]), CAST(:currencies AS text[]), CAST(:states AS text[]), "
     "CAST(:kinds AS text[]), CAST(:metas AS text[]), CAST(:dpas AS bigint[]), "
     "CAST(:cpas AS bigint[])) AS t(k, d, c, a, cur, st, kd, m, dpa, cpa) "
-    "RETURNING id, idempotency_key, state"
+    "ON CONFLICT ON CONSTRAINT transfers_key_unique DO NOTHING "
+    "RETURNING id, idempotency_key, state), "
+    "upd AS (UPDATE accounts AS a SET posted = a.posted + v.dp, "
+    "pending_in = a.pending_in + v.dpi, pending_out = a.pending_out + v.dpo "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:dp AS bigint[]), CAST(:dpi AS bigint[]), "
+    "CAST(:dpo AS bigint[])) AS v(id, dp, dpi, dpo) "
+    "WHERE a.id = v.id AND (SELECT count(*) FROM ins) = :n RETURNING a.id) "
+    "SELECT id, idempotency_key, state, (SELECT count(*) FROM upd) AS updated FROM ins"
 )
 _APPLY = text(
     "UPDATE accounts AS a SET posted = a.posted + v.dp, pending_in = a.pending_in + v.dpi, "
@@ -174,11 +198,20 @@ class LedgerRepository:
             debit = await self.account_id(tenant_id, t.debit)
             credit = await self.account_id(tenant_id, t.credit)
             resolved.append((t, debit, credit))
-        accounts = await self._lock({i for _, d, c in resolved for i in (d, c)})
-
+        ids = {i for _, d, c in resolved for i in (d, c)}
         keys = [t.idempotency_key for t, _, _ in resolved]
-        existing = {r.idempotency_key: r for r in await self.session.execute(
-            _EXISTING, {"tenant": tenant_id, "keys": keys})}
+        accounts: dict[int, dict[str, Any]] = {}
+        existing = {}
+        for r in await self.session.execute(_LOCK_AND_FIND, {"ids": sorted(ids),
+                                                             "tenant": tenant_id, "keys": keys}):
+            if r.row_kind == "account":
+                accounts[r.id] = {"kind": r.kind, "posted": r.posted,
+                                  "pending_in": r.pending_in, "pending_out": r.pending_out,
+                                  "_orig": (r.posted, r.pending_in, r.pending_out)}
+            else:
+                existing[r.idempotency_key] = r
+        if len(accounts) != len(ids):
+            raise AccountMissing(f"accounts {sorted(ids - accounts.keys())} do not exist")
         state = "pending" if pending else "posted"
         results: dict[str, PostedTransfer] = {}
         new = []
@@ -218,11 +251,14 @@ class LedgerRepository:
                          ("cpas", cpa)):
                 rows[k].append(v)
         if new:
-            inserted = await self.session.execute(_INSERT, {"tenant": tenant_id, "flow": flow_id,
-                                                            **rows})
+            deltas = self._deltas(accounts)
+            inserted = (await self.session.execute(_INSERT_AND_APPLY, {
+                "tenant": tenant_id, "flow": flow_id, "n": len(new), **rows, **deltas})).all()
+            if len(inserted) != len(new) or (deltas["ids"] and
+                                              inserted[0].updated != len(deltas["ids"])):
+                raise LedgerRace(f"a concurrent writer used one of {keys}; retry")
             for r in inserted:
                 results[r.idempotency_key] = PostedTransfer(r.id, r.idempotency_key, r.state, False)
-            await self._apply(accounts)
         return [results[t.idempotency_key] for t in transfers]
 
     async def resolve(self, tenant_id: str, idempotency_key: str, outcome: str) -> PostedTransfer:
@@ -276,7 +312,13 @@ class LedgerRepository:
         return accounts
 
     async def _apply(self, accounts: dict[int, dict[str, Any]]) -> None:
-        changed = {"ids": [], "dp": [], "dpi": [], "dpo": []}
+        changed = self._deltas(accounts)
+        if changed["ids"]:
+            await self.session.execute(_APPLY, changed)
+
+    @staticmethod
+    def _deltas(accounts: dict[int, dict[str, Any]]) -> dict[str, list[int]]:
+        changed: dict[str, list[int]] = {"ids": [], "dp": [], "dpi": [], "dpo": []}
         for account_id, a in accounts.items():
             p, pi, po = a["_orig"]
             delta = (a["posted"] - p, a["pending_in"] - pi, a["pending_out"] - po)
@@ -285,8 +327,7 @@ class LedgerRepository:
                 changed["dp"].append(delta[0])
                 changed["dpi"].append(delta[1])
                 changed["dpo"].append(delta[2])
-        if changed["ids"]:
-            await self.session.execute(_APPLY, changed)
+        return changed
 
     # -- reads ------------------------------------------------------------------------------
 
