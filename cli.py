@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import create_engine, resolve_database_url, session_factory
 from db.ledger import LedgerRepository
 from db.migrate import upgrade_async
-from db.repositories import TenantRepository, UserRepository
+from db.repositories import StoreRepository, TenantRepository, UserRepository
 from settings import get_settings
 
 
@@ -49,54 +54,43 @@ async def cmd_tenant_create(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_key_create(args: argparse.Namespace) -> int:
+class NoTenant(Exception):
+    pass
+
+
+@asynccontextmanager
+async def tenant_transaction(slug: str) -> AsyncIterator[tuple[AsyncSession, dict[str, Any]]]:
+    """A committed-on-success transaction and the tenant named by ``slug``."""
     engine, sessions, _ = await _sessions()
     try:
         async with sessions.begin() as session:
-            repo = TenantRepository(session)
-            tenant = await repo.tenant_by_slug(args.tenant)
+            tenant = await TenantRepository(session).tenant_by_slug(slug)
             if tenant is None:
-                print(f"no tenant {args.tenant!r}", file=sys.stderr)
-                return 2
-            key = await repo.create_key(tenant["id"], args.scope, args.actor)
+                raise NoTenant(slug)
+            yield session, tenant
     finally:
         await engine.dispose()
+
+
+async def cmd_key_create(args: argparse.Namespace) -> int:
+    async with tenant_transaction(args.tenant) as (session, tenant):
+        key = await TenantRepository(session).create_key(tenant["id"], args.scope, args.actor)
     print(key)
     return 0
 
 
 async def cmd_user_create(args: argparse.Namespace) -> int:
-    engine, sessions, _ = await _sessions()
-    try:
-        async with sessions.begin() as session:
-            tenant = await TenantRepository(session).tenant_by_slug(args.tenant)
-            if tenant is None:
-                print(f"no tenant {args.tenant!r}", file=sys.stderr)
-                return 2
-            created = await UserRepository(session).create(tenant["id"], args.user_id, args.email)
-    finally:
-        await engine.dispose()
+    async with tenant_transaction(args.tenant) as (session, tenant):
+        created = await UserRepository(session).create(tenant["id"], args.user_id, args.email)
     print("created" if created else "exists")
     return 0
 
 
 async def cmd_store_add(args: argparse.Namespace) -> int:
-    import secrets as _secrets
-
-    from db.repositories import StoreRepository
-
-    engine, sessions, _ = await _sessions()
-    try:
-        async with sessions.begin() as session:
-            tenant = await TenantRepository(session).tenant_by_slug(args.tenant)
-            if tenant is None:
-                print(f"no tenant {args.tenant!r}", file=sys.stderr)
-                return 2
-            key = args.public_key or f"pk_{_secrets.token_hex(12)}"
-            secret = await StoreRepository(session).add_credential(tenant["id"], args.platform,
-                                                                   key, args.secret)
-    finally:
-        await engine.dispose()
+    async with tenant_transaction(args.tenant) as (session, tenant):
+        key = args.public_key or f"pk_{secrets.token_hex(12)}"
+        secret = await StoreRepository(session).add_credential(tenant["id"], args.platform, key,
+                                                               args.secret)
     print(json.dumps({"platform": args.platform, "public_key": key, "secret": secret}, indent=2))
     return 0
 
@@ -160,7 +154,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return asyncio.run(args.fn(args))
+    try:
+        return asyncio.run(args.fn(args))
+    except NoTenant as e:
+        print(f"no tenant {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ server-to-server call, all ending in one PurchaseCreditWorkflow per (tenant, sto
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +27,14 @@ from api.deps import (
 )
 from api.errors import ProblemError
 from api.flowstart import idempotency_key
-from api.schemas import InteractionReport, PurchaseReport, RefundReport, StoreCredentialCreate
+from api.schemas import (
+    ORDER_ID,
+    USER_ID,
+    InteractionReport,
+    PurchaseReport,
+    RefundReport,
+    StoreCredentialCreate,
+)
 from api.signatures import widget_valid
 from db.repositories import FlowRepository, Principal, StoreRepository, UserRepository
 from workflows.contracts import (
@@ -71,6 +79,10 @@ async def report_purchase(request: Request, session: AsyncSession, tenant_id: st
                           session_id: str | None = None, occurred_at: datetime | None = None
                           ) -> tuple[int, dict[str, Any]]:
     """Record the purchase once and start its flow once, whichever route reports it."""
+    if not re.match(USER_ID, user_id):
+        raise ProblemError(422, "validation_error", f"invalid user id {user_id[:40]!r}")
+    if not re.match(ORDER_ID, order_id):
+        raise ProblemError(422, "validation_error", f"invalid order id {order_id[:40]!r}")
     at = when(occurred_at)
     flow_id = purchase_flow_id(tenant_slug, order_id)
     await UserRepository(session).create(tenant_id, user_id, email)  # stores register users

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 USER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+ORDER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,127}$"
 
 
 def _decimal_text(value: object) -> object:
@@ -50,7 +51,7 @@ class TopUpCreate(Strict):
 class PurchaseReport(Strict):
     """A purchase as a store reports it (server-to-server or from the widget)."""
 
-    order_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,127}$", examples=["ORD_12345"])
+    order_id: str = Field(pattern=ORDER_ID, examples=["ORD_12345"])
     user_id: str = Field(pattern=USER_ID, examples=["user-42"])
     amount: Amount
     currency: Currency

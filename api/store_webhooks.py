@@ -5,7 +5,7 @@ creation reports a purchase, cancellation and refunds signal its flow."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -64,14 +64,29 @@ def _datetime(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.now().astimezone().tzinfo)
 
 
-async def _once(session: AsyncSession, source: str, event_id: str, topic: str,
-                payload: dict[str, Any]) -> bool:
-    return await WebhookEventRepository(session).record(source, event_id, topic, None, payload)
+Handler = Callable[[Request, AsyncSession, dict[str, Any], str, str, dict[str, Any]],
+                   Awaitable[str]]
 
 
-async def _mark(session: AsyncSession, source: str, event_id: str, outcome: str) -> None:
-    await WebhookEventRepository(session).mark(source, event_id, outcome, outcome == "signalled")
+async def _process_once(request: Request, session: AsyncSession, platform: str,
+                        tenant: dict[str, Any], event_id: str | None, topic: str, body: bytes,
+                        handler: Handler) -> dict[str, Any]:
+    """Store the delivery once per (store, event id), then let ``handler`` act on it."""
+    if not event_id:
+        raise ProblemError(400, "malformed_payload", "the delivery id header is missing")
+    data = _json(body)
+    source = f"{platform}:{tenant['tenant_id']}"
+    events = WebhookEventRepository(session)
+    if not await events.record(source, event_id, topic, None, data):
+        await session.commit()
+        return {"received": True, "duplicate": True}
+    try:
+        outcome = await handler(request, session, tenant, topic, event_id, data)
+    except (KeyError, TypeError, ValueError):
+        raise ProblemError(400, "malformed_payload", f"unexpected {topic} payload") from None
+    await events.mark(source, event_id, outcome, outcome == "signalled")
     await session.commit()
+    return {"received": True, "outcome": outcome}
 
 
 @router.post("/v1/webhooks/shopify", summary="Shopify order webhooks")
@@ -80,19 +95,9 @@ async def shopify_webhook(request: Request, body: bytes = Depends(raw_body),
     h = request.headers
     tenant = await _verified_tenant(session, "shopify", h.get("x-shopify-shop-domain"), body,
                                     h.get("x-shopify-hmac-sha256"), shopify_valid)
-    topic, event_id = h.get("x-shopify-topic", ""), h.get("x-shopify-webhook-id")
-    if not event_id:
-        raise ProblemError(400, "malformed_payload", "X-Shopify-Webhook-Id is missing")
-    data = _json(body)
-    if not await _once(session, f"shopify:{tenant['tenant_id']}", event_id, topic, data):
-        await session.commit()
-        return {"received": True, "duplicate": True}
-    try:
-        outcome = await _shopify(request, session, tenant, topic, event_id, data)
-    except (KeyError, TypeError, ValueError):
-        raise ProblemError(400, "malformed_payload", f"unexpected {topic} payload") from None
-    await _mark(session, f"shopify:{tenant['tenant_id']}", event_id, outcome)
-    return {"received": True, "outcome": outcome}
+    return await _process_once(request, session, "shopify", tenant,
+                               h.get("x-shopify-webhook-id"), h.get("x-shopify-topic", ""), body,
+                               _shopify)
 
 
 async def _shopify(request: Request, session: AsyncSession, tenant: dict[str, Any], topic: str,
@@ -133,21 +138,9 @@ async def woocommerce_webhook(request: Request, body: bytes = Depends(raw_body),
         return {"received": True, "outcome": "ping"}  # WooCommerce's unsigned ping on setup
     tenant = await _verified_tenant(session, "woocommerce", h.get("x-wc-webhook-source"), body,
                                     h.get("x-wc-webhook-signature"), woocommerce_valid)
-    topic = h.get("x-wc-webhook-topic", "")
-    event_id = h.get("x-wc-webhook-delivery-id") or h.get("x-wc-webhook-id")
-    if not event_id:
-        raise ProblemError(400, "malformed_payload", "X-WC-Webhook-Delivery-ID is missing")
-    data = _json(body)
-    source = f"woocommerce:{tenant['tenant_id']}"
-    if not await _once(session, source, event_id, topic, data):
-        await session.commit()
-        return {"received": True, "duplicate": True}
-    try:
-        outcome = await _woocommerce(request, session, tenant, topic, event_id, data)
-    except (KeyError, TypeError, ValueError):
-        raise ProblemError(400, "malformed_payload", f"unexpected {topic} payload") from None
-    await _mark(session, source, event_id, outcome)
-    return {"received": True, "outcome": outcome}
+    return await _process_once(request, session, "woocommerce", tenant,
+                               h.get("x-wc-webhook-delivery-id"), h.get("x-wc-webhook-topic", ""),
+                               body, _woocommerce)
 
 
 async def _woocommerce(request: Request, session: AsyncSession, tenant: dict[str, Any],

@@ -16,43 +16,16 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import stripe
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from stripe_standin import StandinConfig, create_app, sign_payload
+from tests.support import LiveServer as Served
 
 SECRET = "whsec_standin_test_current"
 OLD_SECRET = "whsec_standin_test_previous"
 API_KEY = "sk_test_standin"
 FAST_RETRIES = (0.05, 0.05, 0.1)
 T = TypeVar("T")
-
-
-class Served:
-    """An ASGI app served by uvicorn on a free loopback port inside the running loop."""
-
-    def __init__(self, app: Any) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
-                                                    log_level="warning", lifespan="on"))
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> Served:
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-            await asyncio.sleep(0.01)
-        return self
-
-    @property
-    def url(self) -> str:
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        self.server.should_exit = True
-        if self.task:
-            await self.task
 
 
 @dataclass
