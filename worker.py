@@ -16,14 +16,16 @@ from activities.gateway import GatewayActivities
 from activities.gateways import PaymentGateway
 from activities.gateways.stripe_gateway import StripeGateway
 from activities.ledger import LedgerActivities
+from activities.orders import OrderActivities
 from activities.purchases import PurchaseActivities
 from db.engine import create_engine, resolve_database_url, session_factory
 from settings import Settings, get_settings
 from temporal_client import connect
+from workflows.order_payment import OrderPaymentWorkflow
 from workflows.purchase_credit import PurchaseCreditWorkflow
 from workflows.topup import TopUpWorkflow
 
-WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow]
+WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow, OrderPaymentWorkflow]
 
 
 def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
@@ -38,12 +40,15 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
     ledger = LedgerActivities(sessions)
     gateway = GatewayActivities(gateways)
     purchases = PurchaseActivities(sessions)
+    orders = OrderActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=[
             ledger.post_transfers,
+            ledger.resolve_transfers,
+            orders.record_status,
             gateway.create_payment,
             gateway.retrieve_payment,
             gateway.cancel_payment,

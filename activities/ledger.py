@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db.ledger import LedgerError, LedgerRace, LedgerRepository
-from workflows.contracts import POST_TRANSFERS, PostedTransfer, PostTransfersRequest
+from workflows.contracts import (
+    POST_TRANSFERS,
+    RESOLVE_TRANSFERS,
+    PostedTransfer,
+    PostTransfersRequest,
+    ResolveTransfersRequest,
+)
+
+T = TypeVar("T")
 
 
 class LedgerActivities:
@@ -16,20 +27,30 @@ class LedgerActivities:
         self.sessions = sessions
         self._account_ids: dict[tuple, int] = {}
 
-    @activity.defn(name=POST_TRANSFERS)
-    async def post_transfers(self, req: PostTransfersRequest) -> list[PostedTransfer]:
+    async def _transaction(self, work: Callable[[LedgerRepository], Awaitable[T]]) -> T:
         try:
             async with self.sessions.begin() as session:
-                repo = LedgerRepository(session, self._account_ids)
-                return await repo.post(req.tenant_id, req.flow_id, req.transfers)
+                return await work(LedgerRepository(session, self._account_ids))
         except LedgerError as e:
             # A business refusal: retrying cannot change the answer.
             raise ApplicationError(str(e), type=e.code, non_retryable=True) from e
         except LedgerRace as e:
             raise ApplicationError(str(e), type="ledger_retry") from e
         except IntegrityError as e:
-            # A concurrent writer won a race the locks should have prevented, or a constraint
-            # fired: retry; the idempotency key makes the retry return the first result.
+            # A constraint fired under a race the locks should have prevented: retry; the
+            # idempotency key makes the retry return the first result.
             raise ApplicationError(f"ledger constraint: {e.orig}", type="ledger_retry") from e
         except DBAPIError as e:
             raise ApplicationError(f"database unavailable: {e.orig}", type="db_unavailable") from e
+
+    @activity.defn(name=POST_TRANSFERS)
+    async def post_transfers(self, req: PostTransfersRequest) -> list[PostedTransfer]:
+        return await self._transaction(
+            lambda repo: repo.post(req.tenant_id, req.flow_id, req.transfers, req.pending))
+
+    @activity.defn(name=RESOLVE_TRANSFERS)
+    async def resolve_transfers(self, req: ResolveTransfersRequest) -> list[PostedTransfer]:
+        async def work(repo: LedgerRepository) -> list[PostedTransfer]:
+            return [await repo.resolve(req.tenant_id, key, req.outcome) for key in req.keys]
+
+        return await self._transaction(work)

@@ -12,6 +12,7 @@ from api import (
     errors,
     flows,
     health,
+    orders,
     purchases,
     settings_routes,
     store_webhooks,
@@ -47,8 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for module in (topups, users, wallets, flows, webhooks, purchases, store_webhooks, analytics,
-                   settings_routes, health):
+    for module in (topups, orders, users, wallets, flows, webhooks, purchases, store_webhooks,
+                   analytics, settings_routes, health):
         app.include_router(module.router)
     return app
 

@@ -48,14 +48,19 @@ StartFn = Callable[[str], Awaitable[tuple[int, dict[str, Any], bool]]]
 
 
 async def start_once(request: Request, session: AsyncSession, principal: Principal, kind: str,
-                     user_id: str | None, body: Any, start: StartFn) -> JSONResponse:
+                     user_id: str | None, body: Any, start: StartFn,
+                     flow_id: str | None = None) -> JSONResponse:
     """Claim the key, then run ``start(flow_id)`` → (status, response, final). A final answer is
-    stored and replayed for every later request with the same key."""
+    stored and replayed for every later request with the same key. ``flow_id`` overrides the
+    key-derived id when the business object has its own (an order is paid once)."""
     key = idempotency_key(request)
     flows = FlowRepository(session)
-    row = await flows.claim(principal.tenant_id, key, flow_id_for(principal, kind, key), kind,
-                            user_id, fingerprint(request, body))
+    row = await flows.claim(principal.tenant_id, key, flow_id or flow_id_for(principal, kind, key),
+                            kind, user_id, fingerprint(request, body))
     await session.commit()
+    if row is None:
+        raise ProblemError(409, "flow_exists", "this flow was already started under another "
+                           "Idempotency-Key", flow_id=flow_id)
     if row["request_hash"] != fingerprint(request, body) or row["kind"] != kind:
         raise ProblemError(422, "idempotency_key_reused",
                            "this Idempotency-Key was already used with a different request",

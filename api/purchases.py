@@ -133,8 +133,8 @@ async def report_store_event(request: Request, tenant_slug: str, order_id: str,
 @router.post("/v1/purchases", status_code=201, openapi_extra=openapi_body(PurchaseReport),
              summary="Report a purchase (server to server); one flow per store order id")
 async def create_purchase(request: Request,
-                          body: PurchaseReport = Depends(json_body(PurchaseReport)),
                           principal: Principal = Depends(client_principal),
+                          body: PurchaseReport = Depends(json_body(PurchaseReport)),
                           session: AsyncSession = Depends(db_session)) -> JSONResponse:
     idempotency_key(request)  # required and well formed; the order id is the dedupe key
     amount = money(body.amount, body.currency)
@@ -167,8 +167,8 @@ async def cancel_purchase(order_id: str, request: Request,
 @router.post("/v1/purchases/{order_id}/refunds", openapi_extra=openapi_body(RefundReport),
              summary="The store refunded part (or all) of the order")
 async def refund_purchase(order_id: str, request: Request,
-                          body: RefundReport = Depends(json_body(RefundReport)),
                           principal: Principal = Depends(client_principal),
+                          body: RefundReport = Depends(json_body(RefundReport)),
                           session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
     key = idempotency_key(request)
     row = await _known_order(session, principal, order_id)

@@ -92,3 +92,14 @@ class RewardsSettings(Strict):
     points_per_unit: int | None = Field(default=None, ge=0, le=10_000)
     tier_thresholds: dict[Literal["silver", "gold", "platinum"], int] | None = None
     tier_bonus: dict[Literal["bronze", "silver", "gold", "platinum"], Rate] | None = None
+
+
+class OrderCreate(Strict):
+    """Pay an order: from the wallet, in points (currency PTS), by card, or split wallet + card."""
+
+    order_id: str = Field(pattern=ORDER_ID, examples=["order-1001"])
+    user_id: str = Field(pattern=USER_ID, examples=["user-42"])
+    amount: Amount
+    currency: Currency
+    method: Literal["wallet", "points", "card", "split"]
+    wallet_amount: Amount | None = Field(default=None, description="split: the wallet's part")

@@ -33,8 +33,8 @@ async def get_rewards(principal: Principal = Depends(admin_principal),
 
 @router.put("/v1/settings/rewards", openapi_extra=openapi_body(RewardsSettings),
             summary="Change the rewards policy; applies to purchases reported from now on")
-async def put_rewards(body: RewardsSettings = Depends(json_body(RewardsSettings)),
-                      principal: Principal = Depends(admin_principal),
+async def put_rewards(principal: Principal = Depends(admin_principal),
+                      body: RewardsSettings = Depends(json_body(RewardsSettings)),
                       session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
     settings = await _settings(session, principal.tenant_id)
     rewards = {**settings.get("rewards", {}), **body.model_dump(exclude_none=True)}

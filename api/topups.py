@@ -85,8 +85,8 @@ def _answer(inp: TopUpInput, checkout: CheckoutInfo | None, state: str) -> dict[
              summary="Top up a wallet (or buy a points package) through the payment gateway")
 async def create_topup(
     request: Request,
-    body: TopUpCreate = Depends(json_body(TopUpCreate)),
     principal: Principal = Depends(client_principal),
+    body: TopUpCreate = Depends(json_body(TopUpCreate)),
     session: AsyncSession = Depends(db_session),
 ) -> JSONResponse:
     charge, credit = _amounts(request, body)

@@ -16,8 +16,8 @@ router = APIRouter(tags=["users"])
 @router.post("/v1/users", status_code=201, openapi_extra=openapi_body(UserCreate),
              summary="Register a user (idempotent: an existing user answers 200)")
 async def create_user(
-    body: UserCreate = Depends(json_body(UserCreate)),
     principal: Principal = Depends(client_principal),
+    body: UserCreate = Depends(json_body(UserCreate)),
     session: AsyncSession = Depends(db_session),
 ) -> JSONResponse:
     created = await UserRepository(session).create(principal.tenant_id, body.user_id, body.email)

@@ -141,6 +141,7 @@ class LedgerRepository:
                     params,
                 )
             ).one()
+            return row[0]  # not cached until it is known to be committed
         self._ids[key] = row[0]
         return row[0]
 
@@ -210,8 +211,8 @@ class LedgerRepository:
                                   "_orig": (r.posted, r.pending_in, r.pending_out)}
             else:
                 existing[r.idempotency_key] = r
-        if len(accounts) != len(ids):
-            raise AccountMissing(f"accounts {sorted(ids - accounts.keys())} do not exist")
+        if len(accounts) != len(ids):  # created by a transaction not committed (yet)
+            raise LedgerRace(f"accounts {sorted(ids - accounts.keys())} are not visible yet")
         state = "pending" if pending else "posted"
         results: dict[str, PostedTransfer] = {}
         new = []
@@ -307,8 +308,8 @@ class LedgerRepository:
                            "pending_out": r.pending_out, "_orig": (r.posted, r.pending_in,
                                                                      r.pending_out)}
                     for r in rows}
-        if len(accounts) != len(ids):
-            raise AccountMissing(f"accounts {sorted(ids - accounts.keys())} do not exist")
+        if len(accounts) != len(ids):  # created by a transaction not committed (yet)
+            raise LedgerRace(f"accounts {sorted(ids - accounts.keys())} are not visible yet")
         return accounts
 
     async def _apply(self, accounts: dict[int, dict[str, Any]]) -> None:

@@ -109,8 +109,9 @@ class FlowRepository:
         self.session = session
 
     async def claim(self, tenant_id: str, key: str, flow_id: str, kind: str, user_id: str | None,
-                    request_hash: str) -> dict[str, Any]:
-        """Record the key (first request wins) and return the stored row."""
+                    request_hash: str) -> dict[str, Any] | None:
+        """Record the key (first request wins) and return the stored row; None when the flow id
+        already belongs to another key (e.g. an order paid under another key)."""
         await self.session.execute(
             text("INSERT INTO flows (tenant_id, idempotency_key, flow_id, kind, user_id, "
                  "request_hash) VALUES (:t, :k, :f, :kind, :u, :h) ON CONFLICT DO NOTHING"),
@@ -120,8 +121,8 @@ class FlowRepository:
             text("SELECT flow_id, kind, request_hash, response, status_code FROM flows "
                  "WHERE tenant_id = :t AND idempotency_key = :k"),
             {"t": tenant_id, "k": key},
-        )).one()
-        return dict(row._mapping)
+        )).first()
+        return dict(row._mapping) if row else None
 
     async def store_response(self, tenant_id: str, key: str, status_code: int,
                              response: dict[str, Any]) -> None:

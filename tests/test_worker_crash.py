@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from db.ledger import LedgerRepository
 from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
-from tests.support import balances, eventually, tenant_transfers, topup, wait_state
+from tests.support import balances, count_rows, eventually, tenant_transfers, topup, wait_state
 from workflows.contracts import AccountRef
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,3 +112,29 @@ async def test_killed_while_posting_to_the_ledger(crash_setup, stripe_ctl, sessi
     await wait_state(client, tenant, r.json()["flow_id"], "completed", within=90)
     assert (await balances(client, tenant))[("user_wallet", "EUR")]["posted"] == "40.00"
     assert await tenant_transfers(sessions, tenant) == 1
+
+
+async def test_killed_between_hold_and_capture(crash_setup, stripe_ctl, sessions,
+                                               tenant) -> None:
+    from tests.test_orders import fund
+
+    client, worker = crash_setup
+    await fund(sessions, tenant, 3000)
+    r = await client.post("/v1/orders", json={
+        "order_id": "crash-order", "user_id": tenant.user_id, "amount": "50.00",
+        "currency": "EUR", "method": "split", "wallet_amount": "30.00"},
+        headers={**tenant.client, "Idempotency-Key": "crash-order"})
+    assert (r.status_code, r.json()["state"]) == (201, "awaiting_payment"), r.text
+    worker.kill()  # the wallet part is held, the card part not paid yet
+    await stripe_ctl.post(f"/_standin/payment_intents/{r.json()['payment']['payment_id']}"
+                          "/succeed")
+    worker.start()
+
+    async def status() -> str:
+        return (await client.get("/v1/orders/crash-order", headers=tenant.client)).json()["status"]
+    await eventually(status, lambda s: s == "paid", within=60)
+    wallet = (await balances(client, tenant))[("user_wallet", "EUR")]
+    assert (wallet["posted"], wallet["pending_out"]) == ("0.00", "0.00")
+    captured = await count_rows(sessions, "SELECT count(*) FROM transfers WHERE tenant_id = :t "
+                                "AND kind = 'order_payment' AND state = 'posted'", t=tenant.id)
+    assert captured == 2  # the wallet hold, posted once, and the card part

@@ -147,6 +147,7 @@ class PostTransfersRequest:
     tenant_id: str
     flow_id: str
     transfers: list[TransferRequest]
+    pending: bool = False  # holds (two-phase) instead of posted transfers
 
 
 @dataclass
@@ -342,3 +343,55 @@ class PurchaseStep:
     points: int = 0
     refunded: int = 0
     release_at: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Order-payment flow
+# ---------------------------------------------------------------------------------------------
+
+RESOLVE_TRANSFERS = "ledger.resolve_transfers"
+ORDER_RECORD = "orders.record_status"
+
+
+@dataclass
+class ResolveTransfersRequest:
+    """Post or void pending transfers (holds), all in one database transaction."""
+
+    tenant_id: str
+    keys: list[str]
+    outcome: str  # "posted" | "voided"
+
+
+@dataclass
+class OrderPaymentInput:
+    tenant_id: str
+    flow_id: str
+    order_id: str
+    user_id: str
+    amount: Money  # the order's total
+    method: str  # wallet / points / card / split
+    wallet_amount: int = 0  # money held from the wallet (wallet, split)
+    card_amount: int = 0  # charged through the gateway (card, split)
+    points: int = 0  # PTS held from the user's points (points)
+    expires_in_seconds: int = 1800
+    gateway: str = "stripe"
+
+
+@dataclass
+class OrderStatusUpdate:
+    tenant_id: str
+    order_id: str
+    status: str
+    error: str | None = None
+    payment_id: str | None = None
+
+
+@dataclass
+class OrderView:
+    """What the API answers: the order's state and, for a card part, how to pay it."""
+
+    flow_id: str
+    order_id: str
+    state: str
+    error: str | None = None
+    payment: CheckoutInfo | None = None
