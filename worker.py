@@ -18,14 +18,16 @@ from activities.gateways.stripe_gateway import StripeGateway
 from activities.ledger import LedgerActivities
 from activities.orders import OrderActivities
 from activities.purchases import PurchaseActivities
+from activities.refunds import RefundActivities
 from db.engine import create_engine, resolve_database_url, session_factory
 from settings import Settings, get_settings
 from temporal_client import connect
 from workflows.order_payment import OrderPaymentWorkflow
 from workflows.purchase_credit import PurchaseCreditWorkflow
+from workflows.refund import RefundWorkflow
 from workflows.topup import TopUpWorkflow
 
-WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow, OrderPaymentWorkflow]
+WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow, OrderPaymentWorkflow, RefundWorkflow]
 
 
 def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
@@ -41,6 +43,7 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
     gateway = GatewayActivities(gateways)
     purchases = PurchaseActivities(sessions)
     orders = OrderActivities(sessions)
+    refunds = RefundActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
@@ -49,6 +52,11 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
             ledger.post_transfers,
             ledger.resolve_transfers,
             orders.record_status,
+            refunds.reserve,
+            refunds.settle,
+            refunds.clawback,
+            gateway.create_refund,
+            gateway.retrieve_refund,
             gateway.create_payment,
             gateway.retrieve_payment,
             gateway.cancel_payment,

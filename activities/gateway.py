@@ -9,10 +9,15 @@ from activities.gateways import GatewayRefused, GatewayUnavailable, PaymentGatew
 from workflows.contracts import (
     CANCEL_PAYMENT,
     CREATE_PAYMENT,
+    CREATE_REFUND,
     RETRIEVE_PAYMENT,
+    RETRIEVE_REFUND,
     CreatePaymentRequest,
+    CreateRefundRequest,
     GatewayPayment,
+    GatewayRefund,
     PaymentRef,
+    RefundRef,
 )
 
 
@@ -42,6 +47,14 @@ class GatewayActivities:
     @activity.defn(name=RETRIEVE_PAYMENT)
     async def retrieve_payment(self, ref: PaymentRef) -> GatewayPayment:
         return await self._run(self._gateway(ref.gateway).retrieve_payment(ref))
+
+    @activity.defn(name=CREATE_REFUND)
+    async def create_refund(self, req: CreateRefundRequest) -> GatewayRefund:
+        return await self._run(self._gateway(req.gateway).create_refund(req))
+
+    @activity.defn(name=RETRIEVE_REFUND)
+    async def retrieve_refund(self, ref: RefundRef) -> GatewayRefund:
+        return await self._run(self._gateway(ref.gateway).retrieve_refund(ref))
 
     @activity.defn(name=CANCEL_PAYMENT)
     async def cancel_payment(self, ref: PaymentRef) -> GatewayPayment:

@@ -14,6 +14,7 @@ from api import (
     health,
     orders,
     purchases,
+    refunds,
     settings_routes,
     store_webhooks,
     topups,
@@ -48,8 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for module in (topups, orders, users, wallets, flows, webhooks, purchases, store_webhooks,
-                   analytics, settings_routes, health):
+    for module in (topups, orders, refunds, users, wallets, flows, webhooks, purchases,
+                   store_webhooks, analytics, settings_routes, health):
         app.include_router(module.router)
     return app
 

@@ -99,4 +99,5 @@ def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
 
 
 client_principal = require("client")
+any_principal = _principal  # any scope (e.g. a refund requested by a client or an admin key)
 admin_principal = require("admin")

@@ -103,3 +103,14 @@ class OrderCreate(Strict):
     currency: Currency
     method: Literal["wallet", "points", "card", "split"]
     wallet_amount: Amount | None = Field(default=None, description="split: the wallet's part")
+
+
+class RefundCreate(Strict):
+    amount: Amount
+    currency: Currency
+    destination: Literal["wallet", "original"] = "original"
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class DecisionBody(Strict):
+    reason: str | None = Field(default=None, max_length=500)

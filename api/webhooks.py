@@ -20,14 +20,18 @@ from db.repositories import WebhookEventRepository
 from workflows.contracts import (
     PAYMENT_CANCELED,
     PAYMENT_FAILED,
+    PAYMENT_PENDING,
     PAYMENT_SUCCEEDED,
     Money,
     PaymentEvent,
+    RefundEvent,
 )
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
+STRIPE_REFUND_STATUS = {"succeeded": PAYMENT_SUCCEEDED, "failed": PAYMENT_FAILED,
+                        "canceled": PAYMENT_FAILED, "pending": PAYMENT_PENDING}
 STRIPE_PAYMENT_EVENTS = {
     "payment_intent.succeeded": PAYMENT_SUCCEEDED,
     "payment_intent.payment_failed": PAYMENT_FAILED,
@@ -65,6 +69,24 @@ async def verified_stripe_event(request: Request, body: bytes = Depends(raw_body
     return event
 
 
+def _signal_for(event: dict[str, Any]) -> tuple[str, PaymentEvent | RefundEvent | None]:
+    """The workflow signal a Stripe event becomes: payment events for top-ups and orders,
+    refund events for refunds; anything else is only recorded."""
+    obj = event["data"]["object"]
+    if event["type"] in STRIPE_PAYMENT_EVENTS:
+        return "payment_event", PaymentEvent(
+            event_id=event["id"], payment_id=obj["id"],
+            status=STRIPE_PAYMENT_EVENTS[event["type"]],
+            amount=(Money(int(obj["amount"]), str(obj["currency"]).upper())
+                    if "amount" in obj else None),
+            failure_reason=(obj.get("last_payment_error") or {}).get("code"))
+    if event["type"] in ("refund.updated", "refund.failed") and obj.get("object") == "refund":
+        status = STRIPE_REFUND_STATUS.get(obj.get("status", ""), PAYMENT_PENDING)
+        return "refund_event", RefundEvent(event["id"], obj["id"], status,
+                                           obj.get("failure_reason"))
+    return "", None
+
+
 @router.post("/v1/webhooks/stripe", summary="Stripe webhook endpoint")
 async def stripe_webhook(request: Request,
                          event: dict[str, Any] = Depends(verified_stripe_event),
@@ -79,22 +101,15 @@ async def stripe_webhook(request: Request,
         await session.commit()
         return {"received": True, "duplicate": True}
 
-    status = STRIPE_PAYMENT_EVENTS.get(event["type"])
-    if status is None or not flow_id:
+    name, signal = _signal_for(event)
+    if signal is None or not flow_id:
         await events.mark("stripe", event["id"], "ignored", signalled=False)
         await session.commit()
         return {"received": True, "outcome": "ignored"}
 
-    signal = PaymentEvent(
-        event_id=event["id"],
-        payment_id=obj["id"],
-        status=status,
-        amount=Money(int(obj["amount"]), str(obj["currency"]).upper()) if "amount" in obj else None,
-        failure_reason=(obj.get("last_payment_error") or {}).get("code"),
-    )
     handle = request.app.state.temporal.get_workflow_handle(flow_id)
     try:
-        await handle.signal("payment_event", signal)
+        await handle.signal(name, signal)
         outcome, signalled = "signalled", True
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:

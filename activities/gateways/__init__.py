@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from workflows.contracts import CreatePaymentRequest, GatewayPayment, PaymentRef
+from workflows.contracts import (
+    CreatePaymentRequest,
+    CreateRefundRequest,
+    GatewayPayment,
+    GatewayRefund,
+    PaymentRef,
+    RefundRef,
+)
 
 
 class GatewayRefused(Exception):
@@ -23,5 +30,9 @@ class PaymentGateway(Protocol):
     async def retrieve_payment(self, ref: PaymentRef) -> GatewayPayment: ...
 
     async def cancel_payment(self, ref: PaymentRef) -> GatewayPayment: ...
+
+    async def create_refund(self, req: CreateRefundRequest) -> GatewayRefund: ...
+
+    async def retrieve_refund(self, ref: RefundRef) -> GatewayRefund: ...
 
     async def close(self) -> None: ...

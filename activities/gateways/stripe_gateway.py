@@ -14,9 +14,12 @@ from workflows.contracts import (
     PAYMENT_PENDING,
     PAYMENT_SUCCEEDED,
     CreatePaymentRequest,
+    CreateRefundRequest,
     GatewayPayment,
+    GatewayRefund,
     Money,
     PaymentRef,
+    RefundRef,
 )
 
 _STATUS = {
@@ -111,6 +114,25 @@ class StripeGateway:
                 return await self.retrieve_payment(ref)
             raise
         return self._to_payment(pi)
+
+    async def create_refund(self, req: CreateRefundRequest) -> GatewayRefund:
+        refund = await self._call(self.client.v1.refunds.create_async(
+            {"payment_intent": req.payment_id, "amount": req.amount.amount,
+             "metadata": {"flow_id": req.flow_id, "tenant_id": req.tenant_id}},
+            options={"idempotency_key": req.idempotency_key}))
+        return self._to_refund(refund)
+
+    async def retrieve_refund(self, ref: RefundRef) -> GatewayRefund:
+        return self._to_refund(await self._call(self.client.v1.refunds.retrieve_async(
+            ref.refund_id)))
+
+    def _to_refund(self, obj: Any) -> GatewayRefund:
+        r = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        status = {"succeeded": PAYMENT_SUCCEEDED, "failed": PAYMENT_FAILED,
+                  "canceled": PAYMENT_FAILED}.get(r["status"], PAYMENT_PENDING)
+        return GatewayRefund(self.name, r["id"], status,
+                             Money(int(r["amount"]), str(r["currency"]).upper()),
+                             r.get("failure_reason"))
 
     async def close(self) -> None:
         await self._http.close_async()

@@ -1,0 +1,186 @@
+"""Refunds: never more than was paid (even concurrently), to the wallet or the card, admin
+approval above the threshold (the requester cannot approve), cashback clawed back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from sqlalchemy import text
+
+from db.repositories import TenantRepository
+from tests.support import Tenant, balances, count_rows, eventually, set_rewards
+from tests.test_orders import fund, order, pay, revenue
+
+
+async def paid_order(http, sessions, tenant: Tenant, order_id: str, amount: str = "100.00",
+                     method: str = "wallet", fund_with: int = 10000) -> dict:
+    if fund_with:
+        await fund(sessions, tenant, fund_with)
+    r = await pay(http, tenant, f"pay-{order_id}", order_id=order_id, amount=amount,
+                  currency="EUR", method=method)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def refund(http, tenant: Tenant, order_id: str, key: str, amount: str,
+                 destination: str = "wallet", headers: dict | None = None) -> object:
+    return await http.post(f"/v1/orders/{order_id}/refunds", json={
+        "amount": amount, "currency": "EUR", "destination": destination},
+        headers={**(headers or tenant.client), "Idempotency-Key": key})
+
+
+async def test_partial_then_full_refund_to_the_wallet(http, sessions, tenant) -> None:
+    await paid_order(http, sessions, tenant, "r-1")
+    r = await refund(http, tenant, "r-1", "rf-1", "30.00")
+    assert (r.status_code, r.json()["state"]) == (201, "refunded"), r.text
+    o = await order(http, tenant, "r-1")
+    assert o["status"] == "partially_refunded"
+    assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "30.00"
+    again = await refund(http, tenant, "r-1", "rf-1", "30.00")  # same key: one refund
+    assert again.json() == r.json()
+    r = await refund(http, tenant, "r-1", "rf-2", "70.00")
+    assert r.status_code == 201
+    assert (await order(http, tenant, "r-1"))["status"] == "refunded"
+    assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "100.00"
+    r = await refund(http, tenant, "r-1", "rf-3", "0.01")
+    assert (r.status_code, r.json()["code"]) in ((409, "not_refundable"),
+                                                 (422, "refund_exceeds_paid"))
+    assert await revenue(http, tenant) == {"EUR": "0.00"}
+
+
+async def test_two_concurrent_60_refunds_on_100(http, sessions, tenant) -> None:
+    await paid_order(http, sessions, tenant, "r-2")
+    a, b = await asyncio.gather(refund(http, tenant, "r-2", "c-a", "60.00"),
+                                refund(http, tenant, "r-2", "c-b", "60.00"))
+    codes = sorted([a.status_code, b.status_code])
+    assert codes == [201, 422], (a.text, b.text)
+    refused = a if a.status_code == 422 else b
+    assert refused.json()["code"] == "refund_exceeds_paid"
+    assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "60.00"
+    assert await count_rows(sessions, "SELECT refunded FROM orders WHERE tenant_id = :t AND "
+                            "order_id = 'r-2'", t=tenant.id) == 6000
+
+
+async def second_admin(sessions, tenant: Tenant, actor: str = "admin-bob") -> dict:
+    async with sessions.begin() as s:
+        key = await TenantRepository(s).create_key(tenant.id, ["admin"], actor)
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def needs_approval_above(sessions, tenant: Tenant, threshold: str) -> None:
+    async with sessions.begin() as s:
+        await s.execute(text(
+            "UPDATE tenants SET settings = jsonb_set(settings, '{refunds}', CAST(:r AS jsonb)) "
+            "WHERE id = :t"), {"r": json.dumps({"approval_threshold": {"EUR": threshold}}),
+                               "t": tenant.id})
+
+
+async def test_large_refund_waits_for_an_admin(http, sessions, tenant) -> None:
+    await needs_approval_above(sessions, tenant, "50.00")
+    await paid_order(http, sessions, tenant, "r-3")
+    small = await refund(http, tenant, "r-3", "small", "10.00")
+    assert small.json()["state"] == "refunded"  # below the threshold: no approval
+    r = await refund(http, tenant, "r-3", "big", "60.00")
+    assert (r.status_code, r.json()["state"]) == (202, "awaiting_approval"), r.text
+    flow_id = r.json()["flow_id"]
+    assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "10.00"
+    r = await http.post(f"/v1/refunds/{flow_id}/approve", json={}, headers=tenant.client)
+    assert r.status_code == 403  # a client key cannot approve
+    r = await http.post(f"/v1/refunds/{flow_id}/approve", json={}, headers=tenant.admin)
+    assert r.status_code == 200, r.text
+
+    async def state() -> str:
+        return (await http.get(f"/v1/refunds/{flow_id}", headers=tenant.client)).json()["state"]
+    await eventually(state, lambda s: s == "refunded")
+    assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "70.00"
+
+
+async def test_rejected_refund_moves_nothing_and_requester_cannot_approve(
+        http, sessions, temporal_env, tenant) -> None:
+    from workflows.contracts import ApprovalDecision
+
+    await needs_approval_above(sessions, tenant, "50.00")
+    await paid_order(http, sessions, tenant, "r-4")
+    bob = await second_admin(sessions, tenant)  # admins as of the request may decide
+    # An admin requests the refund: that admin cannot approve it, another one can decide.
+    r = await refund(http, tenant, "r-4", "by-admin", "80.00", headers=tenant.admin)
+    flow_id = r.json()["flow_id"]
+    own = await http.post(f"/v1/refunds/{flow_id}/approve", json={}, headers=tenant.admin)
+    assert (own.status_code, own.json()["code"]) == (403, "requester_cannot_approve")
+    # A signal naming someone who is not an admin is ignored and recorded.
+    handle = temporal_env.client.get_workflow_handle(flow_id)
+    await handle.signal("decision", ApprovalDecision(admin="mallory", approve=True))
+    r = await http.post(f"/v1/refunds/{flow_id}/reject", json={"reason": "fraud"}, headers=bob)
+    assert (r.status_code, r.json().get("decision")) == (200, "rejected"), r.text
+    status = (await http.get(f"/v1/refunds/{flow_id}", headers=tenant.client)).json()
+    assert status["state"] == "rejected"
+    assert "mallory" in status["details"]["ignored"]
+    assert ("user_wallet", "EUR") not in await balances(http, tenant) or (
+        (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "0.00")
+    assert (await order(http, tenant, "r-4"))["status"] == "paid"
+    # The whole amount can still be refunded: the rejected one reserved nothing.
+    r = await refund(http, tenant, "r-4", "small-1", "40.00")
+    assert r.json()["state"] == "refunded"
+
+
+async def test_signal_from_the_temporal_ui_approves(http, sessions, temporal_env, tenant) -> None:
+    from workflows.contracts import ApprovalDecision
+
+    await needs_approval_above(sessions, tenant, "50.00")
+    await paid_order(http, sessions, tenant, "r-5")
+    r = await refund(http, tenant, "r-5", "ui-1", "55.00")
+    flow_id = r.json()["flow_id"]
+    handle = temporal_env.client.get_workflow_handle(flow_id)
+    await handle.signal("decision", ApprovalDecision(admin="admin-alice", approve=True,
+                                                     decision_id="ui-1"))
+
+    async def state() -> str:
+        return (await http.get(f"/v1/refunds/{flow_id}", headers=tenant.client)).json()["state"]
+    await eventually(state, lambda s: s == "refunded")
+
+
+async def test_refund_claws_back_available_cashback(http, sessions, tenant) -> None:
+    await set_rewards(sessions, tenant, return_window_seconds=0)
+    await paid_order(http, sessions, tenant, "r-6")
+    r = await http.post("/v1/purchases", json={
+        "order_id": "r-6", "user_id": "user-1", "amount": "100.00", "currency": "EUR"},
+        headers={**tenant.client, "Idempotency-Key": "purchase-r-6"})
+    assert r.status_code == 201
+
+    async def purchase_state() -> str:
+        return (await http.get("/v1/purchases/r-6", headers=tenant.client)).json()["state"]
+    await eventually(purchase_state, lambda s: s == "available")
+    assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "10.00"
+    r = await refund(http, tenant, "r-6", "claw-1", "50.00")
+    assert r.json()["state"] == "refunded"
+    # +50.00 refunded, −5.00 cashback clawed back (half of 10.00)
+    assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "55.00"
+
+
+async def test_bad_refunds_write_nothing(http, sessions, tenant) -> None:
+    from tests.support import create_tenant
+
+    await paid_order(http, sessions, tenant, "r-7", amount="20.00")
+    cases = [
+        ("nope", {"amount": "1.00", "currency": "EUR"}, 404, "order_not_found"),
+        ("r-7", {"amount": "1.00", "currency": "USD"}, 422, "currency_mismatch"),
+        ("r-7", {"amount": "20.01", "currency": "EUR"}, 422, "refund_exceeds_paid"),
+        ("r-7", {"amount": "0", "currency": "EUR"}, 422, "invalid_amount"),
+        ("r-7", {"amount": "-1.00", "currency": "EUR"}, 422, "invalid_amount"),
+        ("r-7", {"amount": "1.001", "currency": "EUR"}, 422, "invalid_amount"),
+        ("r-7", {"amount": "1.00", "currency": "EUR", "destination": "moon"}, 422,
+         "validation_error"),
+    ]
+    for order_id, body, status, code in cases:
+        r = await http.post(f"/v1/orders/{order_id}/refunds", json=body,
+                            headers={**tenant.client, "Idempotency-Key": "bad"})
+        assert (r.status_code, r.json()["code"]) == (status, code), (order_id, body, r.text)
+    other = await create_tenant(sessions)
+    r = await http.post("/v1/orders/r-7/refunds", json={"amount": "1.00", "currency": "EUR"},
+                        headers={**other.client, "Idempotency-Key": "bad"})
+    assert (r.status_code, r.json()["code"]) == (404, "order_not_found")
+    assert await count_rows(sessions, "SELECT count(*) FROM refunds WHERE tenant_id = :t",
+                            t=tenant.id) == 0
+    assert await count_rows(sessions, "SELECT reserved_refunds FROM orders WHERE tenant_id = :t",
+                            t=tenant.id) == 0

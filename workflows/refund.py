@@ -1,0 +1,236 @@
+"""Refund: give back part or all of a paid order — to the wallet, or to the original method
+(a gateway refund confirmed by its webhook). Above the tenant's threshold an admin approves
+first (maker-checker: the requester cannot approve). Never more than what was paid."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import policies
+    from workflows.contracts import (
+        CREATE_REFUND,
+        PAYMENT_PENDING,
+        PAYMENT_SUCCEEDED,
+        REFUND_CLAWBACK,
+        REFUND_RESERVE,
+        REFUND_SETTLE,
+        RETRIEVE_REFUND,
+        ApprovalDecision,
+        ClawbackRequest,
+        ClawbackResult,
+        CreateRefundRequest,
+        FlowStatus,
+        FlowStep,
+        GatewayRefund,
+        Money,
+        RefundEvent,
+        RefundInput,
+        RefundPlan,
+        RefundRef,
+        RefundReservation,
+        RefundSettlement,
+        StoreEvent,
+        format_amount,
+    )
+
+ANSWERED = ("refunded", "refused", "rejected", "expired", "failed", "awaiting_approval",
+            "awaiting_gateway")
+
+
+@workflow.defn(name="RefundWorkflow")
+class RefundWorkflow:
+    def __init__(self) -> None:
+        self._input: RefundInput | None = None
+        self._state = "requested"
+        self._error: str | None = None
+        self._decision: ApprovalDecision | None = None
+        self._ignored: list[str] = []
+        self._plan: RefundPlan | None = None
+        self._refund: GatewayRefund | None = None
+        self._event: RefundEvent | None = None
+        self._seen: set[str] = set()
+        self._steps: list[FlowStep] = []
+
+    @workflow.run
+    async def run(self, inp: RefundInput) -> str:
+        self._input = inp
+        self._step("requested")
+        if inp.needs_approval:
+            self._state = "awaiting_approval"
+            try:
+                await workflow.wait_condition(lambda: self._decision is not None,
+                                              timeout=timedelta(
+                                                  seconds=inp.approval_window_seconds))
+            except TimeoutError:
+                return await self._finish("expired", "no decision within the approval window",
+                                          release=False)
+            assert self._decision is not None
+            if not self._decision.approve:
+                return await self._finish("rejected", self._decision.reason or "rejected",
+                                          release=False)
+            self._state = "processing"
+
+        try:
+            self._plan = await workflow.execute_activity(
+                REFUND_RESERVE, RefundReservation(inp.tenant_id, inp.flow_id, inp.order_id,
+                                                  inp.amount.amount, inp.destination),
+                result_type=RefundPlan, **policies.LEDGER)
+        except ActivityError as e:
+            return await self._finish("refused", str(e.cause or e), release=False)
+        self._step("reserved")
+
+        if self._plan.card and not await self._refund_card(inp, self._plan):
+            return await self._finish("failed", self._error, release=True)
+        await self._settle("refunded", None)
+        await self._claw_back(inp)
+        return await self._finish("refunded", None, release=False)
+
+    async def _refund_card(self, inp: RefundInput, plan: RefundPlan) -> bool:
+        """The gateway refund, confirmed by its webhook (or, at the deadline, by asking)."""
+        assert plan.payment_id is not None
+        self._state = "awaiting_gateway"
+        try:
+            self._refund = await workflow.execute_activity(
+                CREATE_REFUND, CreateRefundRequest(
+                    inp.tenant_id, inp.flow_id, plan.payment_id,
+                    Money(plan.card, inp.amount.currency), f"{inp.flow_id}:gateway-refund",
+                    plan.gateway),
+                result_type=GatewayRefund, **policies.GATEWAY)
+        except ActivityError as e:
+            self._error = f"gateway refund refused: {e.cause or e}"
+            return False
+        self._step("gateway_refund_created")
+        if self._refund.status == PAYMENT_PENDING:
+            try:
+                await workflow.wait_condition(lambda: self._event is not None,
+                                              timeout=timedelta(seconds=inp.gateway_wait_seconds))
+                assert self._event is not None
+                status, reason = self._event.status, self._event.failure_reason
+            except TimeoutError:
+                final = await workflow.execute_activity(
+                    RETRIEVE_REFUND, RefundRef(plan.gateway, self._refund.refund_id),
+                    result_type=GatewayRefund, **policies.GATEWAY)
+                status, reason = final.status, final.failure_reason
+        else:
+            status, reason = self._refund.status, self._refund.failure_reason
+        if status != PAYMENT_SUCCEEDED:
+            self._error = f"gateway refund {status}: {reason or 'no reason given'}"
+            return False
+        self._step("gateway_refund_succeeded")
+        return True
+
+    async def _settle(self, outcome: str, status: str | None) -> None:
+        inp, plan = self._input, self._plan or RefundPlan()
+        assert inp is not None
+        await workflow.execute_activity(REFUND_SETTLE, RefundSettlement(
+            tenant_id=inp.tenant_id, flow_id=inp.flow_id, order_id=inp.order_id,
+            user_id=inp.user_id, currency=inp.amount.currency, outcome=outcome,
+            wallet=plan.wallet, card=plan.card, reserved=inp.amount.amount,
+            gateway=plan.gateway, status=status or outcome, error=self._error),
+            result_type=str, **policies.LEDGER)
+
+    async def _claw_back(self, inp: RefundInput) -> None:
+        result = await workflow.execute_activity(
+            REFUND_CLAWBACK, ClawbackRequest(inp.tenant_id, inp.flow_id, inp.order_id,
+                                             inp.amount),
+            result_type=ClawbackResult, **policies.LEDGER)
+        if result.action == "signal_purchase" and result.purchase_flow_id:
+            # A still-pending cashback is reduced by its own flow.
+            await workflow.get_external_workflow_handle(result.purchase_flow_id).signal(
+                "store_event", StoreEvent(f"refund:{inp.flow_id}", "refunded",
+                                          refund=inp.amount))
+        if result.action != "none":
+            self._step(f"cashback_{result.action}")
+
+    async def _finish(self, state: str, error: str | None, release: bool) -> str:
+        """Record the end; ``release`` gives back the capacity this refund had reserved."""
+        self._state, self._error = state, error
+        if state != "refunded":
+            await self._settle("released" if release else "closed", state)
+        self._step(state)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return state
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _check(self, d: ApprovalDecision) -> str | None:
+        assert self._input is not None
+        if self._state != "awaiting_approval" or self._decision is not None:
+            return f"not awaiting a decision ({self._state})"
+        if d.admin not in self._input.admins:
+            return f"{d.admin!r} is not an admin of this tenant"
+        if d.admin == self._input.requested_by:
+            return "the requester cannot approve their own refund"
+        return None
+
+    @workflow.update(name="decide")
+    async def decide(self, d: ApprovalDecision) -> str:
+        """An admin approves or rejects (from the API: the admin is the admin key's holder)."""
+        self._decision = d
+        self._step("approved" if d.approve else "rejected_by_admin")
+        await workflow.wait_condition(lambda: self._state not in ("awaiting_approval",))
+        return "approved" if d.approve else "rejected"
+
+    @decide.validator
+    def _validate_decide(self, d: ApprovalDecision) -> None:
+        problem = self._check(d)
+        if problem:
+            raise ApplicationError(problem, type="decision_refused")
+
+    @workflow.signal(name="decision")
+    def decision(self, d: ApprovalDecision) -> None:
+        """The same decision from the Temporal UI or `temporal workflow signal`: the payload
+        names the admin; anything that fails the checks is ignored and recorded."""
+        problem = self._check(d)
+        if problem:
+            self._ignored.append(f"{d.admin}: {problem}")
+            return
+        self._decision = d
+
+    @workflow.signal(name="refund_event")
+    def refund_event(self, event: RefundEvent) -> None:
+        if event.event_id in self._seen:
+            return
+        self._seen.add(event.event_id)
+        if self._refund is None or event.refund_id != self._refund.refund_id:
+            self._ignored.append(f"{event.event_id}: other refund {event.refund_id}")
+            return
+        if self._event is None and event.status != PAYMENT_PENDING:
+            self._event = event
+
+    @workflow.update(name="outcome")
+    async def outcome(self) -> str:
+        """Waits until the refund is done, refused, or waiting for an approval or the gateway."""
+        await workflow.wait_condition(lambda: self._state in ANSWERED)
+        return self._state
+
+    @workflow.query(name="status")
+    def status(self) -> FlowStatus:
+        inp = self._input
+        assert inp is not None
+        cur = inp.amount.currency
+        details = {"order_id": inp.order_id, "destination": inp.destination,
+                   "requested_by": inp.requested_by}
+        if self._plan:
+            details.update(wallet_part=format_amount(self._plan.wallet, cur),
+                           card_part=format_amount(self._plan.card, cur))
+        if self._refund:
+            details["gateway_refund_id"] = self._refund.refund_id
+        if self._decision:
+            details["decided_by"] = self._decision.admin
+        if self._ignored:
+            details["ignored"] = "; ".join(self._ignored[-10:])
+        return FlowStatus(
+            flow_id=inp.flow_id, kind="refund", state=self._state, tenant_id=inp.tenant_id,
+            user_id=inp.user_id, amounts={"refund": format_amount(inp.amount.amount, cur),
+                                          "currency": cur},
+            steps=list(self._steps), created_at=self._steps[0].at if self._steps else "",
+            updated_at=self._steps[-1].at if self._steps else "", error=self._error,
+            details=details)
+
+    def _step(self, name: str) -> None:
+        self._steps.append(FlowStep(name, workflow.now().isoformat()))
