@@ -3,7 +3,7 @@
     python -m stripe_standin --host 127.0.0.1 --port 12111 \
         --webhook-url http://127.0.0.1:8000/v1/webhooks/stripe --webhook-secret whsec_... \
         [--webhook-secret whsec_old...] [--state-file .walletflow/stripe.json] \
-        [--public-url http://127.0.0.1:12111]
+        [--public-url http://127.0.0.1:12111] [--auto-succeed-refunds]
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--public-url", default=None,
                         help="base URL of checkout pages (default http://HOST:PORT)")
     parser.add_argument("--api-key-prefix", default="sk_")
+    parser.add_argument("--auto-succeed-refunds", action="store_true",
+                        help="resolve every refund as succeeded right after it is created "
+                             "(default: refunds stay pending until /_standin/refunds/ID/succeed)")
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -43,6 +46,7 @@ def config_from_args(args: argparse.Namespace) -> StandinConfig:
         api_key_prefix=args.api_key_prefix,
         public_url=args.public_url or f"http://{args.host}:{args.port}",
         state_file=args.state_file,
+        auto_succeed_refunds=args.auto_succeed_refunds,
     )
 
 

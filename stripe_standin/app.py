@@ -1,12 +1,12 @@
 """A local, Stripe-compatible stand-in for the slice of the API walletflow uses.
 
-* ``/v1/payment_intents`` (create, retrieve, cancel) speaks Stripe's wire format: form-encoded
-  bodies, Bearer auth, Idempotency-Key semantics, Stripe-shaped errors; the official SDK talks
-  to it unchanged.
+* ``/v1/payment_intents`` (create, retrieve, cancel) and ``/v1/refunds`` (create, retrieve)
+  speak Stripe's wire format: form-encoded bodies, Bearer auth, Idempotency-Key semantics,
+  Stripe-shaped errors; the official SDK talks to it unchanged.
 * Events are signed exactly like Stripe's (``Stripe-Signature: t=...,v1=...``) and delivered in
   background tasks with retries.
-* ``/_standin/...`` is a JSON control API for dev and tests: move payments to succeeded/failed,
-  inject faults, inspect calls/events/deliveries, re-sign or re-deliver events.
+* ``/_standin/...`` is a JSON control API for dev and tests: move payments and refunds to
+  succeeded/failed, inject faults, inspect calls/events/deliveries, re-sign or re-deliver events.
 * ``/checkout/{id}`` is a tiny hosted "payment page" for humans in the dev stack.
 
 All state belongs to the app instance made by `create_app`; two apps never share anything."""
@@ -36,19 +36,27 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stripe_standin.store import JSON, StandinError, Store, StoredEvent, new_id, parse_params
+from stripe_standin.store import (
+    JSON,
+    StandinError,
+    Store,
+    StoredEvent,
+    format_amount,
+    new_id,
+    parse_params,
+)
 
 logger = logging.getLogger("stripe_standin")
 
 CREATE = "payment_intents.create"
 RETRIEVE = "payment_intents.retrieve"
 CANCEL = "payment_intents.cancel"
+REFUND_CREATE = "refunds.create"
+REFUND_RETRIEVE = "refunds.retrieve"
 WEBHOOK = "webhook"
-API_OPERATIONS = (CREATE, RETRIEVE, CANCEL)
+API_OPERATIONS = (CREATE, RETRIEVE, CANCEL, REFUND_CREATE, REFUND_RETRIEVE)
 API_MODES = ("error_500", "error_400", "timeout", "delay")
 WEBHOOK_MODES = ("drop", "duplicate")
-ZERO_DECIMAL_CURRENCIES = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",
-                                     "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"})
 
 
 @dataclass
@@ -61,6 +69,9 @@ class StandinConfig:
     state_file: str | None = None
     webhook_retry_delays: tuple[float, ...] = (0.5, 1, 2, 4, 8)
     webhook_timeout_seconds: float = 10.0
+    # Resolve every refund as succeeded right after it is created (the create answer still
+    # says "pending"; refund.updated and charge.refunded follow), for the dev stack.
+    auto_succeed_refunds: bool = False
 
 
 def sign_payload(payload: str, secrets: list[str], timestamp: int | None = None) -> str:
@@ -82,7 +93,7 @@ class FaultMatch(BaseModel):
 
 class FaultSpec(BaseModel):
     operation: Literal["payment_intents.create", "payment_intents.retrieve",
-                       "payment_intents.cancel", "webhook"]
+                       "payment_intents.cancel", "refunds.create", "refunds.retrieve", "webhook"]
     mode: Literal["error_500", "error_400", "timeout", "delay", "drop", "duplicate"]
     count: int = Field(1, ge=1)
     delay_seconds: float = Field(5.0, ge=0, le=600)
@@ -154,6 +165,12 @@ async def _sleep_unless_disconnected(request: Request, seconds: float) -> None:
         if await request.is_disconnected():
             return
         await asyncio.sleep(min(0.05, remaining))
+
+
+def _params_flow_id(params: JSON) -> str | None:
+    metadata = params.get("metadata")
+    flow_id = metadata.get("flow_id") if isinstance(metadata, dict) else None
+    return flow_id if isinstance(flow_id, str) and flow_id else None
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -241,8 +258,11 @@ class Standin:
 
     async def api_call(self, request: Request, operation: str,
                        execute: Callable[[JSON, str, str | None], Outcome],
-                       pi_id: str | None = None) -> Response:
-        """Auth, parameters, fault injection, idempotency, then ``execute`` under the lock."""
+                       flow_of: Callable[[JSON], str | None] | None = None) -> Response:
+        """Auth, parameters, fault injection, idempotency, then ``execute`` under the lock.
+
+        ``flow_of(params)`` names the flow that faults match and stats count (default: the
+        request's ``metadata[flow_id]``)."""
         request_id: str = request.state.request_id
         denied = self.authenticate(request)
         if denied is not None:
@@ -258,12 +278,7 @@ class Standin:
             err = e if isinstance(e, StandinError) else StandinError.invalid("Invalid body")
             return _json(err.body(), err.status)
 
-        if pi_id is not None:
-            target = self.store.payment_intents.get(pi_id)
-            flow_id = (target or {}).get("metadata", {}).get("flow_id")
-        else:
-            metadata = params.get("metadata")
-            flow_id = metadata.get("flow_id") if isinstance(metadata, dict) else None
+        flow_id = (flow_of or _params_flow_id)(params)
         self.count(operation, flow_id)
         fault = self.faults.take(operation, flow_id)
         if fault is not None:
@@ -316,6 +331,10 @@ class Standin:
                     pi["currency"], self.checkout_url(pi["id"]))
         return Outcome(200, copy.deepcopy(pi), mutated=True)
 
+    def pi_flow_id(self, pi_id: str | None) -> str | None:
+        target = self.store.payment_intents.get(pi_id) if isinstance(pi_id, str) else None
+        return (target or {}).get("metadata", {}).get("flow_id")
+
     def retrieve_payment_intent(self, pi_id: str) -> Callable[[JSON, str, str | None], Outcome]:
         def execute(params: JSON, request_id: str, key: str | None) -> Outcome:
             return Outcome(200, copy.deepcopy(self.store.get_payment_intent(pi_id)),
@@ -328,6 +347,53 @@ class Standin:
             event = self.record_event("payment_intent.canceled", pi, request_id, key)
             return Outcome(200, copy.deepcopy(pi), [event], mutated=True)
         return execute
+
+    def refund_create_flow_id(self, params: JSON) -> str | None:
+        """The refund's ``metadata[flow_id]``, else its payment intent's."""
+        return _params_flow_id(params) or self.pi_flow_id(params.get("payment_intent"))
+
+    def refund_flow_id(self, re_id: str) -> str | None:
+        refund = self.store.refunds.get(re_id)
+        return self.store.refund_flow_id(refund) if refund is not None else None
+
+    def create_refund(self, params: JSON, request_id: str, key: str | None) -> Outcome:
+        refund = self.store.create_refund(params)
+        body = copy.deepcopy(refund)
+        logger.info("refund %s of %s: %s %s", refund["id"], refund["payment_intent"],
+                    refund["amount"], refund["currency"])
+        events: list[StoredEvent] = []
+        if self.config.auto_succeed_refunds:
+            events = self.resolve_refund_locked(refund["id"], "succeeded")
+        return Outcome(200, body, events, mutated=True)
+
+    def retrieve_refund(self, re_id: str) -> Callable[[JSON, str, str | None], Outcome]:
+        def execute(params: JSON, request_id: str, key: str | None) -> Outcome:
+            return Outcome(200, copy.deepcopy(self.store.get_refund(re_id)), replayable=False)
+        return execute
+
+    def resolve_refund_locked(self, re_id: str,
+                              outcome: Literal["succeeded", "failed"]) -> list[StoredEvent]:
+        """Resolve a pending refund (the caller holds the lock) and record its events:
+        refund.updated + charge.refunded, or refund.updated + refund.failed."""
+        refund = self.store.resolve_refund(re_id, outcome)
+        flow_id = self.store.refund_flow_id(refund)
+        events = [self.record_event("refund.updated", refund, flow_hint=flow_id)]
+        if outcome == "succeeded":
+            pi = self.store.get_payment_intent(refund["payment_intent"])
+            events.append(self.record_event("charge.refunded", self.store.charge_of(pi),
+                                            flow_hint=flow_id))
+        else:
+            events.append(self.record_event("refund.failed", refund, flow_hint=flow_id))
+        return events
+
+    async def resolve_refund(self, re_id: str, outcome: Literal["succeeded", "failed"]) -> JSON:
+        async with self.lock:
+            events = self.resolve_refund_locked(re_id, outcome)
+            refund = copy.deepcopy(self.store.get_refund(re_id))
+            await self.store.save()
+        for event in events:
+            self.dispatch(event)
+        return {"refund": refund, "events": [e.event for e in events]}
 
     # control transitions (control API and checkout page)
 
@@ -345,10 +411,11 @@ class Standin:
 
     # events and webhooks
 
-    def record_event(self, type_: str, pi: JSON, request_id: str | None = None,
-                     idempotency_key: str | None = None) -> StoredEvent:
-        return self.store.record_event(type_, pi, request_id=request_id,
-                                       idempotency_key=idempotency_key,
+    def record_event(self, type_: str, obj: JSON, request_id: str | None = None,
+                     idempotency_key: str | None = None,
+                     flow_hint: str | None = None) -> StoredEvent:
+        return self.store.record_event(type_, obj, request_id=request_id,
+                                       idempotency_key=idempotency_key, flow_hint=flow_hint,
                                        pending_webhooks=1 if self.config.webhook_url else 0)
 
     def dispatch(self, event: StoredEvent) -> None:
@@ -461,17 +528,29 @@ def _stripe_routes(app: FastAPI, svc: Standin) -> None:
 
     @app.get("/v1/payment_intents/{pi_id}")
     async def retrieve_payment_intent(request: Request, pi_id: str) -> Response:
-        return await svc.api_call(request, RETRIEVE, svc.retrieve_payment_intent(pi_id), pi_id)
+        return await svc.api_call(request, RETRIEVE, svc.retrieve_payment_intent(pi_id),
+                                  lambda _: svc.pi_flow_id(pi_id))
 
     @app.post("/v1/payment_intents/{pi_id}/cancel")
     async def cancel_payment_intent(request: Request, pi_id: str) -> Response:
-        return await svc.api_call(request, CANCEL, svc.cancel_payment_intent(pi_id), pi_id)
+        return await svc.api_call(request, CANCEL, svc.cancel_payment_intent(pi_id),
+                                  lambda _: svc.pi_flow_id(pi_id))
+
+    @app.post("/v1/refunds")
+    async def create_refund(request: Request) -> Response:
+        return await svc.api_call(request, REFUND_CREATE, svc.create_refund,
+                                  svc.refund_create_flow_id)
+
+    @app.get("/v1/refunds/{re_id}")
+    async def retrieve_refund(request: Request, re_id: str) -> Response:
+        return await svc.api_call(request, REFUND_RETRIEVE, svc.retrieve_refund(re_id),
+                                  lambda _: svc.refund_flow_id(re_id))
 
     @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "DELETE"])
     async def unrecognized(request: Request, rest: str) -> Response:
         err = StandinError(404, "invalid_request_error",
                            f"Unrecognized request URL ({request.method}: {request.url.path}). "
-                           "The Stripe stand-in implements only payment intents.")
+                           "The Stripe stand-in implements only payment intents and refunds.")
         return _json(err.body(), err.status)
 
 
@@ -505,6 +584,31 @@ def _control_routes(app: FastAPI, svc: Standin) -> None:
         data = [copy.deepcopy(pi) for pi in svc.store.payment_intents.values()
                 if all(pi["metadata"].get(k) == v for k, v in wanted.items())
                 and (status is None or pi["status"] == status)]
+        return _json({"data": data})
+
+    @app.post("/_standin/refunds/{re_id}/succeed")
+    async def succeed_refund(re_id: str) -> Response:
+        try:
+            return _json(await svc.resolve_refund(re_id, "succeeded"))
+        except StandinError as e:
+            return _control_error(e)
+
+    @app.post("/_standin/refunds/{re_id}/fail")
+    async def fail_refund(re_id: str) -> Response:
+        try:
+            return _json(await svc.resolve_refund(re_id, "failed"))
+        except StandinError as e:
+            return _control_error(e)
+
+    @app.get("/_standin/refunds")
+    async def list_refunds(payment_intent: str | None = None, flow_id: str | None = None,
+                           status: str | None = None) -> Response:
+        """Filter with ``?payment_intent=``, ``?flow_id=`` (the refund's, else its payment
+        intent's) and ``?status=``; oldest first."""
+        data = [copy.deepcopy(r) for r in svc.store.refunds.values()
+                if (payment_intent is None or r["payment_intent"] == payment_intent)
+                and (flow_id is None or svc.store.refund_flow_id(r) == flow_id)
+                and (status is None or r["status"] == status)]
         return _json({"data": data})
 
     @app.get("/_standin/stats")
@@ -593,13 +697,6 @@ def _control_routes(app: FastAPI, svc: Standin) -> None:
         if "webhook_secrets" in update.model_fields_set:
             svc.config.webhook_secrets = list(update.webhook_secrets or [])
         return await get_config()
-
-
-def format_amount(amount: int, currency: str) -> str:
-    """Minor units as a human amount, integer arithmetic only: 1999 eur → ``19.99 EUR``."""
-    if currency.lower() in ZERO_DECIMAL_CURRENCIES:
-        return f"{amount} {currency.upper()}"
-    return f"{amount // 100}.{amount % 100:02d} {currency.upper()}"
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:

@@ -1,5 +1,5 @@
-"""State of the Stripe stand-in: payment intents, idempotency records and events, their Stripe
-semantics (validation, status transitions, error shapes) and optional JSON persistence.
+"""State of the Stripe stand-in: payment intents, refunds, idempotency records and events, their
+Stripe semantics (validation, status transitions, error shapes) and optional JSON persistence.
 
 Everything lives on a `Store` instance owned by one app; nothing here is module-level state."""
 
@@ -32,6 +32,12 @@ _KEY_RE = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation",
                "requires_action", "processing")
 _CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
+_REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+# Refunds in these states no longer hold any of the charge's amount.
+_REFUND_RELEASED = ("failed", "canceled")
+REFUND_FAILURE_REASON = "expired_or_canceled_card"
+ZERO_DECIMAL_CURRENCIES = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",
+                                     "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"})
 # Keys whose bracketed sub-keys are names, never list indices.
 _MAP_PARAMS = frozenset({"metadata"})
 
@@ -49,6 +55,13 @@ def new_id(prefix: str, length: int = 24) -> str:
 
 def now() -> int:
     return int(time.time())
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """Minor units as a human amount, integer arithmetic only: 1999 eur → ``19.99 EUR``."""
+    if currency.lower() in ZERO_DECIMAL_CURRENCIES:
+        return f"{amount} {currency.upper()}"
+    return f"{amount // 100}.{amount % 100:02d} {currency.upper()}"
 
 
 class StandinError(Exception):
@@ -184,6 +197,8 @@ class IdempotencyRecord:
 class StoredEvent:
     event: JSON
     payload: str  # the exact JSON text that is signed and delivered
+    # The flow when the object's own metadata has none (a refund made without metadata).
+    flow_hint: str | None = None
 
     @property
     def id(self) -> str:
@@ -191,13 +206,22 @@ class StoredEvent:
 
     @property
     def payment_intent_id(self) -> str | None:
+        """The payment intent the event is about (refunds and charges name theirs)."""
         obj = self.event.get("data", {}).get("object", {})
-        return obj.get("id") if obj.get("object") == "payment_intent" else None
+        if obj.get("object") == "payment_intent":
+            return obj.get("id")
+        return obj.get("payment_intent")
 
     @property
     def flow_id(self) -> str | None:
         obj = self.event.get("data", {}).get("object", {})
-        return (obj.get("metadata") or {}).get("flow_id")
+        return (obj.get("metadata") or {}).get("flow_id") or self.flow_hint
+
+    def to_json(self) -> JSON:
+        item: JSON = {"event": self.event, "payload": self.payload}
+        if self.flow_hint is not None:
+            item["flow_hint"] = self.flow_hint
+        return item
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -213,11 +237,13 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 class Store:
-    """Payment intents, idempotency records and events. Callers serialize mutations (the app
-    holds one asyncio.Lock around check-execute-record); `save` persists when a file is set."""
+    """Payment intents, refunds, idempotency records and events. Callers serialize mutations
+    (the app holds one asyncio.Lock around check-execute-record); `save` persists when a file is
+    set."""
 
     def __init__(self, state_file: str | os.PathLike[str] | None = None) -> None:
         self.payment_intents: dict[str, JSON] = {}
+        self.refunds: dict[str, JSON] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.events: dict[str, StoredEvent] = {}
         self.state_file = Path(state_file) if state_file else None
@@ -236,11 +262,13 @@ class Store:
             if state.get("version") != STATE_VERSION:
                 raise ValueError(f"unsupported state version {state.get('version')!r}")
             self.payment_intents = dict(state["payment_intents"])
+            self.refunds = dict(state.get("refunds", {}))  # absent in files from before refunds
             horizon = now() - IDEMPOTENCY_TTL_SECONDS
             self.idempotency = {key: IdempotencyRecord(**record)
                                 for key, record in state["idempotency"].items()
                                 if record["created"] >= horizon}
-            self.events = {item["event"]["id"]: StoredEvent(item["event"], item["payload"])
+            self.events = {item["event"]["id"]: StoredEvent(item["event"], item["payload"],
+                                                            item.get("flow_hint"))
                            for item in state["events"]}
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path} is not a readable stand-in state file: {e}") from e
@@ -249,8 +277,9 @@ class Store:
         return {
             "version": STATE_VERSION,
             "payment_intents": self.payment_intents,
+            "refunds": self.refunds,
             "idempotency": {key: asdict(record) for key, record in self.idempotency.items()},
-            "events": [{"event": e.event, "payload": e.payload} for e in self.events.values()],
+            "events": [e.to_json() for e in self.events.values()],
         }
 
     async def save(self) -> None:
@@ -399,23 +428,155 @@ class Store:
                                       "message": "Your card was declined.", "type": "card_error"})
         return pi
 
+    # refunds
+
+    def get_refund(self, re_id: str) -> JSON:
+        refund = self.refunds.get(re_id)
+        if refund is None:
+            raise StandinError.missing("refund", re_id, param="id")
+        return refund
+
+    def refunds_of(self, pi_id: str) -> list[JSON]:
+        return [r for r in self.refunds.values() if r["payment_intent"] == pi_id]
+
+    def refund_flow_id(self, refund: JSON) -> str | None:
+        """The refund's own ``metadata.flow_id``, else its payment intent's."""
+        flow_id = refund["metadata"].get("flow_id")
+        if flow_id is None:
+            pi = self.payment_intents.get(refund["payment_intent"]) or {}
+            flow_id = pi.get("metadata", {}).get("flow_id")
+        return flow_id
+
+    def refundable(self, pi: JSON) -> int:
+        """What is left to refund: received minus refunds that are pending or succeeded."""
+        held = sum(r["amount"] for r in self.refunds_of(pi["id"])
+                   if r["status"] not in _REFUND_RELEASED)
+        return pi["amount_received"] - held
+
+    def create_refund(self, params: JSON) -> JSON:
+        pi_id = params.get("payment_intent")
+        if pi_id in (None, ""):
+            raise StandinError.invalid("Missing required param: payment_intent.",
+                                       code="parameter_missing", param="payment_intent")
+        if not isinstance(pi_id, str):
+            raise StandinError.invalid("Invalid string", code="parameter_invalid",
+                                       param="payment_intent")
+        amount: int | None = None
+        if "amount" in params:
+            amount = _int_param(params, "amount")
+            if amount < MIN_AMOUNT:
+                raise StandinError.invalid("Invalid positive integer",
+                                           code="parameter_invalid_integer", param="amount")
+        reason = params.get("reason")
+        if reason == "":
+            reason = None
+        if reason is not None and reason not in _REFUND_REASONS:
+            raise StandinError.invalid(
+                f"Invalid reason: must be one of {', '.join(_REFUND_REASONS)}",
+                code="parameter_invalid", param="reason")
+        metadata = _metadata_param(params.get("metadata"))
+        pi = self.payment_intents.get(pi_id)
+        if pi is None:  # a missing object named in a parameter is a 400, as with Stripe
+            raise StandinError.invalid(f"No such payment_intent: '{pi_id}'",
+                                       code="resource_missing", param="payment_intent")
+        # From here the checks depend on state: their answers are kept under the key.
+        if pi["status"] != "succeeded" or not pi["latest_charge"]:
+            raise StandinError(
+                400, "invalid_request_error",
+                f"This PaymentIntent ({pi_id}) does not have a successful charge to refund.",
+                code="charge_not_refundable", param="payment_intent", replayable=True)
+        left = self.refundable(pi)
+        if left <= 0:
+            raise StandinError(400, "invalid_request_error",
+                               f"Charge {pi['latest_charge']} has already been refunded.",
+                               code="charge_already_refunded", replayable=True)
+        if amount is None:
+            amount = left
+        elif amount > left:
+            raise StandinError(
+                400, "invalid_request_error",
+                f"Refund amount ({format_amount(amount, pi['currency'])}) is greater than "
+                f"unrefunded amount on charge ({format_amount(left, pi['currency'])})",
+                code="amount_too_large", param="amount", replayable=True)
+        refund: JSON = {
+            "id": new_id("re"),
+            "object": "refund",
+            "amount": amount,
+            "balance_transaction": None,
+            "charge": pi["latest_charge"],
+            "created": now(),
+            "currency": pi["currency"],
+            "destination_details": None,
+            "failure_reason": None,
+            "metadata": metadata,
+            "payment_intent": pi_id,
+            "reason": reason,
+            "receipt_number": None,
+            "source_transfer_reversal": None,
+            "status": "pending",
+            "transfer_reversal": None,
+        }
+        self.refunds[refund["id"]] = refund
+        return refund
+
+    def resolve_refund(self, re_id: str, outcome: str) -> JSON:
+        """Move a pending refund to ``succeeded`` or ``failed`` (409 when not pending)."""
+        refund = self.get_refund(re_id)
+        if refund["status"] != "pending":
+            raise StandinError(409, "invalid_request_error",
+                               f"Cannot resolve refund {re_id}: it is {refund['status']}.",
+                               code="refund_unexpected_state")
+        if outcome == "succeeded":
+            refund.update(status="succeeded", failure_reason=None)
+        else:
+            refund.update(status="failed", failure_reason=REFUND_FAILURE_REASON)
+        return refund
+
+    def charge_of(self, pi: JSON) -> JSON:
+        """The Charge behind a succeeded payment intent, with its refunds (newest first)."""
+        refunds = self.refunds_of(pi["id"])[::-1]  # insertion order is creation order
+        refunded = sum(r["amount"] for r in refunds if r["status"] == "succeeded")
+        charge_id = pi["latest_charge"]
+        return {
+            "id": charge_id,
+            "object": "charge",
+            "amount": pi["amount"],
+            "amount_captured": pi["amount_received"],
+            "amount_refunded": refunded,
+            "balance_transaction": None,
+            "captured": True,
+            "created": pi["created"],
+            "currency": pi["currency"],
+            "customer": pi["customer"],
+            "description": pi["description"],
+            "livemode": False,
+            "metadata": copy.deepcopy(pi["metadata"]),
+            "paid": True,
+            "payment_intent": pi["id"],
+            "payment_method": pi["payment_method"],
+            "refunded": pi["amount_received"] > 0 and refunded >= pi["amount_received"],
+            "refunds": {"object": "list", "data": copy.deepcopy(refunds), "has_more": False,
+                        "total_count": len(refunds), "url": f"/v1/charges/{charge_id}/refunds"},
+            "status": "succeeded",
+        }
+
     # events
 
-    def record_event(self, type_: str, pi: JSON, *, pending_webhooks: int,
-                     request_id: str | None = None,
-                     idempotency_key: str | None = None) -> StoredEvent:
-        """Record an event carrying a snapshot of ``pi``; its payload is serialized once here."""
+    def record_event(self, type_: str, obj: JSON, *, pending_webhooks: int,
+                     request_id: str | None = None, idempotency_key: str | None = None,
+                     flow_hint: str | None = None) -> StoredEvent:
+        """Record an event carrying a snapshot of ``obj``; its payload is serialized once here."""
         event: JSON = {
             "id": new_id("evt"),
             "object": "event",
             "api_version": API_VERSION,
             "created": now(),
-            "data": {"object": copy.deepcopy(pi)},
+            "data": {"object": copy.deepcopy(obj)},
             "livemode": False,
             "pending_webhooks": pending_webhooks,
             "request": {"id": request_id, "idempotency_key": idempotency_key},
             "type": type_,
         }
-        stored = StoredEvent(event, json.dumps(event, indent=2))
+        stored = StoredEvent(event, json.dumps(event, indent=2), flow_hint)
         self.events[stored.id] = stored
         return stored

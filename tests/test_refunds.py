@@ -184,3 +184,57 @@ async def test_bad_refunds_write_nothing(http, sessions, tenant) -> None:
                             t=tenant.id) == 0
     assert await count_rows(sessions, "SELECT reserved_refunds FROM orders WHERE tenant_id = :t",
                             t=tenant.id) == 0
+
+
+async def card_order(http, stripe_ctl, tenant: Tenant, order_id: str) -> None:
+    r = await pay(http, tenant, f"pay-{order_id}", order_id=order_id, amount="80.00",
+                  currency="EUR", method="card")
+    await stripe_ctl.post(f"/_standin/payment_intents/{r.json()['payment']['payment_id']}"
+                          "/succeed")
+    await eventually(lambda: order(http, tenant, order_id), lambda o: o["status"] == "paid")
+
+
+async def gateway_refund(stripe_ctl, flow_id: str) -> dict:
+    async def find() -> list:
+        return (await stripe_ctl.get("/_standin/refunds", params={"flow_id": flow_id})
+                ).json()["data"]
+    [found] = await eventually(find, lambda rs: len(rs) == 1)
+    return found
+
+
+async def test_refund_to_the_card_confirmed_by_webhook(http, stripe_ctl, sessions,
+                                                       tenant) -> None:
+    await card_order(http, stripe_ctl, tenant, "r-8")
+    r = await refund(http, tenant, "r-8", "card-1", "30.00", destination="original")
+    assert (r.status_code, r.json()["state"]) == (202, "awaiting_gateway"), r.text
+    flow_id = r.json()["flow_id"]
+    found = await gateway_refund(stripe_ctl, flow_id)
+    assert (found["amount"], found["status"]) == (3000, "pending")
+    await stripe_ctl.post(f"/_standin/refunds/{found['id']}/succeed")
+
+    async def state() -> str:
+        return (await http.get(f"/v1/refunds/{flow_id}", headers=tenant.client)).json()["state"]
+    await eventually(state, lambda s: s == "refunded")
+    system = (await http.get("/v1/ledger/accounts", headers=tenant.admin)).json()["data"]
+    by = {(a["account"], a["currency"]): a["posted"] for a in system}
+    assert by[("merchant_revenue", "EUR")] == "50.00"
+    assert by[("gateway_clearing", "EUR")] == "-50.00"
+    assert (await order(http, tenant, "r-8"))["status"] == "partially_refunded"
+
+
+async def test_failed_card_refund_can_go_to_the_wallet_instead(http, stripe_ctl, sessions,
+                                                                tenant) -> None:
+    await card_order(http, stripe_ctl, tenant, "r-9")
+    r = await refund(http, tenant, "r-9", "card-2", "80.00", destination="original")
+    flow_id = r.json()["flow_id"]
+    found = await gateway_refund(stripe_ctl, flow_id)
+    await stripe_ctl.post(f"/_standin/refunds/{found['id']}/fail")
+
+    async def status() -> dict:
+        return (await http.get(f"/v1/refunds/{flow_id}", headers=tenant.client)).json()
+    failed = await eventually(status, lambda s: s["state"] == "failed")
+    assert "expired_or_canceled_card" in failed["error"]
+    assert (await order(http, tenant, "r-9"))["status"] == "paid"
+    r = await refund(http, tenant, "r-9", "card-2-wallet", "80.00", destination="wallet")
+    assert r.json()["state"] == "refunded"
+    assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "80.00"

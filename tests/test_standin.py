@@ -642,3 +642,284 @@ def test_sign_payload_matches_stripes_verifier() -> None:
     assert stripe.WebhookSignature.verify_header(payload, sign_payload(payload, [SECRET]), SECRET)
     with pytest.raises(ValueError):
         sign_payload(payload, [])
+
+
+# --- refunds --------------------------------------------------------------------------------------
+
+def refund_params(pi_id: str, flow_id: str | None, amount: int | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"payment_intent": pi_id}
+    if amount is not None:
+        params["amount"] = amount
+    if flow_id is not None:
+        params["metadata"] = {"flow_id": flow_id, "tenant_id": "tenant-1"}
+    return params
+
+
+async def paid_pi(sdk: stripe.StripeClient, ctl: httpx.AsyncClient, flow_id: str,
+                  amount: int = 1000) -> stripe.PaymentIntent:
+    pi = await sdk.v1.payment_intents.create_async(pi_params(flow_id, amount=amount))
+    r = await ctl.post(f"/_standin/payment_intents/{pi.id}/succeed")
+    assert r.status_code == 200, r.text
+    return pi
+
+
+async def refunds_of(ctl: httpx.AsyncClient, **filters: str) -> list[dict[str, Any]]:
+    r = await ctl.get("/_standin/refunds", params=filters)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+async def refund_events(receiver: Receiver, count: int) -> list[stripe.Event]:
+    def only_refund_events(events: list[stripe.Event]) -> list[stripe.Event]:
+        return [e for e in events if not e.type.startswith("payment_intent.")]
+
+    events = await eventually(lambda: verified(receiver),
+                              lambda evs: len(only_refund_events(evs)) >= count)
+    return only_refund_events(events)
+
+
+async def test_refund_create_matches_stripe_shape_and_replays_idempotently(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient) -> None:
+    pi = await paid_pi(standin_sdk, standin_ctl, "flow-ra")
+    refunds = standin_sdk.v1.refunds
+    first = await refunds.create_async(refund_params(pi.id, "flow-ra", 400),
+                                       options={"idempotency_key": "key-ra"})
+    again = await refunds.create_async(refund_params(pi.id, "flow-ra", 400),
+                                       options={"idempotency_key": "key-ra"})
+
+    assert isinstance(first, stripe.Refund)
+    assert re.fullmatch(r"re_[A-Za-z0-9]{24}", first.id)
+    assert again.id == first.id
+    assert again.last_response.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.last_response.headers
+    paid = await standin_sdk.v1.payment_intents.retrieve_async(pi.id)
+    assert (first.object, first.amount, first.currency) == ("refund", 400, "eur")
+    assert (first.payment_intent, first.charge) == (pi.id, paid.latest_charge)
+    assert first.charge.startswith("ch_")
+    assert (first.status, first.failure_reason, first.reason) == ("pending", None, None)
+    assert first.metadata.to_dict() == {"flow_id": "flow-ra", "tenant_id": "tenant-1"}
+    assert abs(first.created - time.time()) < 60
+    assert paid.amount_received == 1000  # a refund does not change the intent
+
+    fetched = await refunds.retrieve_async(first.id)
+    assert fetched.id == first.id and fetched.status == "pending"
+    assert [r["id"] for r in await refunds_of(standin_ctl, payment_intent=pi.id)] == [first.id]
+    assert [r["id"] for r in await refunds_of(standin_ctl, flow_id="flow-ra")] == [first.id]
+    stats = (await standin_ctl.get("/_standin/stats")).json()
+    assert stats["refunds.create"] == {"calls": 2, "faults": 0}
+    assert stats["refunds.retrieve"] == {"calls": 1, "faults": 0}
+
+    with pytest.raises(stripe.IdempotencyError):
+        await refunds.create_async(refund_params(pi.id, "flow-ra", 500),
+                                   options={"idempotency_key": "key-ra"})
+    assert len(await refunds_of(standin_ctl, payment_intent=pi.id)) == 1
+
+
+async def test_refund_needs_a_known_succeeded_payment_intent(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient) -> None:
+    refunds = standin_sdk.v1.refunds
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        await refunds.create_async(refund_params("pi_doesnotexist", "flow-rb"))
+    assert (caught.value.http_status, caught.value.code, caught.value.param) == (
+        400, "resource_missing", "payment_intent")
+
+    unpaid = await standin_sdk.v1.payment_intents.create_async(pi_params("flow-rb"))
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        await refunds.create_async(refund_params(unpaid.id, "flow-rb"))
+    assert caught.value.http_status == 400
+    assert caught.value.code == "charge_not_refundable"
+
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        await refunds.retrieve_async("re_doesnotexist")
+    assert (caught.value.http_status, caught.value.code) == (404, "resource_missing")
+    assert await refunds_of(standin_ctl) == []
+
+
+async def test_over_refund_is_refused(standin_sdk: stripe.StripeClient,
+                                      standin_ctl: httpx.AsyncClient) -> None:
+    pi = await paid_pi(standin_sdk, standin_ctl, "flow-rc", amount=1000)
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        await standin_sdk.v1.refunds.create_async(refund_params(pi.id, "flow-rc", 1001),
+                                                  options={"idempotency_key": "key-rc"})
+    assert (caught.value.http_status, caught.value.code, caught.value.param) == (
+        400, "amount_too_large", "amount")
+    assert caught.value.json_body["error"]["type"] == "invalid_request_error"
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        await standin_sdk.v1.refunds.create_async(refund_params(pi.id, "flow-rc", 0))
+    assert caught.value.code == "parameter_invalid_integer"
+    assert await refunds_of(standin_ctl, payment_intent=pi.id) == []
+
+
+async def test_partial_refunds_up_to_the_full_amount_then_refused(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient) -> None:
+    pi = await paid_pi(standin_sdk, standin_ctl, "flow-rd", amount=1000)
+    refunds = standin_sdk.v1.refunds
+    first = await refunds.create_async(refund_params(pi.id, "flow-rd", 300),
+                                       options={"idempotency_key": "key-rd-1"})
+    with pytest.raises(stripe.InvalidRequestError) as caught:  # pending refunds hold the amount
+        await refunds.create_async(refund_params(pi.id, "flow-rd", 701))
+    assert caught.value.code == "amount_too_large"
+    rest = await refunds.create_async(refund_params(pi.id, "flow-rd"),  # defaults to what's left
+                                      options={"idempotency_key": "key-rd-2"})
+    assert (first.amount, rest.amount) == (300, 700)
+
+    for amount in (1, None):
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            await refunds.create_async(refund_params(pi.id, "flow-rd", amount),
+                                       options={"idempotency_key": f"key-rd-3-{amount}"})
+        assert caught.value.code == "charge_already_refunded"
+    assert [r["amount"] for r in await refunds_of(standin_ctl, payment_intent=pi.id)] == [300, 700]
+
+
+async def test_succeeded_refunds_emit_refund_updated_and_charge_refunded(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient,
+        standin_receiver: Receiver) -> None:
+    pi = await paid_pi(standin_sdk, standin_ctl, "flow-re", amount=1000)
+    refunds = standin_sdk.v1.refunds
+    part = await refunds.create_async(refund_params(pi.id, "flow-re", 400))
+    rest = await refunds.create_async(refund_params(pi.id, "flow-re", 600))
+
+    r = await standin_ctl.post(f"/_standin/refunds/{part.id}/succeed")
+    assert r.status_code == 200, r.text
+    assert r.json()["refund"]["status"] == "succeeded"
+    assert [e["type"] for e in r.json()["events"]] == ["refund.updated", "charge.refunded"]
+    events = await refund_events(standin_receiver, 2)
+    assert [e.type for e in events] == ["refund.updated", "charge.refunded"]
+    updated, charged = events
+    assert updated.data.object.object == "refund" and updated.data.object.id == part.id
+    assert updated.data.object.status == "succeeded"
+    assert updated.data.object.metadata.flow_id == "flow-re"
+    charge = charged.data.object
+    assert isinstance(charge, stripe.Charge)
+    assert (charge.id, charge.payment_intent) == (part.charge, pi.id)
+    assert (charge.amount, charge.amount_refunded, charge.refunded) == (1000, 400, False)
+    assert charge.metadata.flow_id == "flow-re" and charge.currency == "eur"
+    assert {(x.id, x.status) for x in charge.refunds.data} == {(part.id, "succeeded"),
+                                                              (rest.id, "pending")}
+    assert (await refunds.retrieve_async(part.id)).status == "succeeded"
+
+    await standin_ctl.post(f"/_standin/refunds/{rest.id}/succeed")
+    events = await refund_events(standin_receiver, 4)
+    final = events[3].data.object
+    assert events[3].type == "charge.refunded"
+    assert (final.amount_refunded, final.refunded) == (1000, True)
+    assert (await standin_ctl.post(f"/_standin/refunds/{rest.id}/fail")).status_code == 409
+    assert (await standin_ctl.post("/_standin/refunds/re_nope/succeed")).status_code == 404
+    listed = (await standin_ctl.get("/_standin/events", params={"payment_intent": pi.id})).json()
+    assert [e["type"] for e in listed["data"]] == [
+        "payment_intent.succeeded", "refund.updated", "charge.refunded", "refund.updated",
+        "charge.refunded"]
+
+
+async def test_failed_refund_emits_refund_updated_and_frees_the_amount(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient,
+        standin_receiver: Receiver) -> None:
+    pi = await paid_pi(standin_sdk, standin_ctl, "flow-rf", amount=1000)
+    refund = await standin_sdk.v1.refunds.create_async(refund_params(pi.id, "flow-rf"))
+    assert refund.amount == 1000
+    r = await standin_ctl.post(f"/_standin/refunds/{refund.id}/fail")
+    assert r.status_code == 200, r.text
+
+    events = await refund_events(standin_receiver, 2)
+    assert [e.type for e in events] == ["refund.updated", "refund.failed"]
+    for event in events:
+        assert event.data.object.id == refund.id
+        assert event.data.object.status == "failed"
+        assert event.data.object.failure_reason == "expired_or_canceled_card"
+        assert event.data.object.metadata.flow_id == "flow-rf"
+    fetched = await standin_sdk.v1.refunds.retrieve_async(refund.id)
+    assert (fetched.status, fetched.failure_reason) == ("failed", "expired_or_canceled_card")
+    assert (await refunds_of(standin_ctl, flow_id="flow-rf", status="failed"))[0]["id"] == (
+        refund.id)
+
+    again = await standin_sdk.v1.refunds.create_async(refund_params(pi.id, "flow-rf"))
+    assert again.amount == 1000  # a failed refund holds nothing back
+
+
+async def test_error_500_fault_on_refund_create_then_retry_refunds_once(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient) -> None:
+    pi = await paid_pi(standin_sdk, standin_ctl, "flow-rg")
+    await add_fault(standin_ctl, operation="refunds.create", mode="error_500",
+                    match={"flow_id": "flow-rg"})
+    with pytest.raises(stripe.APIError) as caught:
+        await standin_sdk.v1.refunds.create_async(refund_params(pi.id, "flow-rg", 1000),
+                                                  options={"idempotency_key": "key-rg"})
+    assert caught.value.http_status == 500
+    assert await refunds_of(standin_ctl, payment_intent=pi.id) == []
+
+    refund = await standin_sdk.v1.refunds.create_async(refund_params(pi.id, "flow-rg", 1000),
+                                                       options={"idempotency_key": "key-rg"})
+    assert "Idempotent-Replayed" not in refund.last_response.headers
+    replay = await standin_sdk.v1.refunds.create_async(refund_params(pi.id, "flow-rg", 1000),
+                                                       options={"idempotency_key": "key-rg"})
+    assert replay.id == refund.id
+    assert [r["id"] for r in await refunds_of(standin_ctl, payment_intent=pi.id)] == [refund.id]
+    stats = (await standin_ctl.get("/_standin/stats", params={"flow_id": "flow-rg"})).json()
+    assert stats["refunds.create"] == {"calls": 3, "faults": 1}
+
+
+async def test_refund_faults_match_the_payment_intents_flow_without_metadata(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient) -> None:
+    pi = await paid_pi(standin_sdk, standin_ctl, "flow-rh")
+    await add_fault(standin_ctl, operation="refunds.create", mode="error_400",
+                    match={"flow_id": "flow-rh"})
+    await add_fault(standin_ctl, operation="refunds.retrieve", mode="error_500",
+                    match={"flow_id": "flow-rh"})
+    with pytest.raises(stripe.InvalidRequestError):
+        await standin_sdk.v1.refunds.create_async(refund_params(pi.id, None, 100))
+    refund = await standin_sdk.v1.refunds.create_async(refund_params(pi.id, None, 100))
+    assert refund.metadata.to_dict() == {}
+    with pytest.raises(stripe.APIError):
+        await standin_sdk.v1.refunds.retrieve_async(refund.id)
+    assert (await standin_sdk.v1.refunds.retrieve_async(refund.id)).id == refund.id
+    assert [r["id"] for r in await refunds_of(standin_ctl, flow_id="flow-rh")] == [refund.id]
+
+
+async def test_auto_succeed_refunds_resolves_right_after_creation(
+        standin_start: Starter, standin_sdks: SdkFactory, standin_config: StandinConfig,
+        standin_receiver: Receiver) -> None:
+    server = await standin_start(create_app(replace(standin_config, auto_succeed_refunds=True)))
+    client = standin_sdks(server.url)
+    async with httpx.AsyncClient(base_url=server.url) as ctl:
+        pi = await paid_pi(client, ctl, "flow-ri")
+        refund = await client.v1.refunds.create_async(refund_params(pi.id, "flow-ri", 250),
+                                                      options={"idempotency_key": "key-ri"})
+        assert refund.status == "pending"  # the answer to the create; resolved right after
+        assert (await client.v1.refunds.retrieve_async(refund.id)).status == "succeeded"
+        events = await refund_events(standin_receiver, 2)
+        assert [e.type for e in events] == ["refund.updated", "charge.refunded"]
+        assert events[1].data.object.amount_refunded == 250
+        assert (await ctl.post(f"/_standin/refunds/{refund.id}/succeed")).status_code == 409
+
+
+async def test_refunds_survive_a_restart(
+        standin_start: Starter, standin_sdks: SdkFactory, standin_config: StandinConfig,
+        tmp_path: Path) -> None:
+    config = replace(standin_config, state_file=str(tmp_path / "standin.json"))
+    first = await standin_start(create_app(config))
+    async with httpx.AsyncClient(base_url=first.url) as ctl:
+        pi = await paid_pi(standin_sdks(first.url), ctl, "flow-rj")
+        refund = await standin_sdks(first.url).v1.refunds.create_async(
+            refund_params(pi.id, "flow-rj", 600), options={"idempotency_key": "key-rj"})
+        await ctl.post(f"/_standin/refunds/{refund.id}/succeed")
+    await first.stop()
+
+    second = await standin_start(create_app(config))
+    client = standin_sdks(second.url)
+    assert (await client.v1.refunds.retrieve_async(refund.id)).status == "succeeded"
+    replayed = await client.v1.refunds.create_async(refund_params(pi.id, "flow-rj", 600),
+                                                    options={"idempotency_key": "key-rj"})
+    assert replayed.id == refund.id
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        await client.v1.refunds.create_async(refund_params(pi.id, "flow-rj", 401))
+    assert caught.value.code == "amount_too_large"
+    async with httpx.AsyncClient(base_url=second.url) as ctl:
+        charged = (await ctl.get("/_standin/events", params={"type": "charge.refunded"})).json()
+        assert [e["data"]["object"]["amount_refunded"] for e in charged["data"]] == [600]
+
+
+def test_cli_flag_turns_on_auto_succeeded_refunds() -> None:
+    from stripe_standin.__main__ import config_from_args, parse_args
+
+    assert config_from_args(parse_args(["--auto-succeed-refunds"])).auto_succeed_refunds is True
+    assert config_from_args(parse_args([])).auto_succeed_refunds is False
