@@ -152,6 +152,9 @@ async def get_order(order_id: str, request: Request,
         "amount": format_amount(o["amount"], cur), "currency": cur,
         "parts": {"wallet": format_amount(o["wallet_amount"], cur),
                   "card": format_amount(o["card_amount"], cur), "points": str(o["points"])},
+        "refunded": format_amount(o["refunded"], cur),
+        "refundable": format_amount(o["amount"] - o["reserved_refunds"], cur)
+        if o["status"] in ("paid", "partially_refunded") else format_amount(0, cur),
         "payment_id": o["payment_id"], "created_at": o["created_at"].isoformat(),
         "updated_at": o["updated_at"].isoformat(),
     }

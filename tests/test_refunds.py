@@ -238,3 +238,17 @@ async def test_failed_card_refund_can_go_to_the_wallet_instead(http, stripe_ctl,
     r = await refund(http, tenant, "r-9", "card-2-wallet", "80.00", destination="wallet")
     assert r.json()["state"] == "refunded"
     assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "80.00"
+
+
+async def test_card_and_wallet_refunds_together_never_exceed_the_paid_amount(
+        http, stripe_ctl, sessions, tenant) -> None:
+    await card_order(http, stripe_ctl, tenant, "r-10")  # 80.00 by card
+    a, b = await asyncio.gather(
+        refund(http, tenant, "r-10", "mix-card", "50.00", destination="original"),
+        refund(http, tenant, "r-10", "mix-wallet", "50.00", destination="wallet"))
+    codes = sorted([a.status_code, b.status_code])
+    assert codes in ([201, 422], [202, 422]), (a.text, b.text)
+    o = await order(http, tenant, "r-10")
+    assert o["refundable"] == "30.00"
+    assert await count_rows(sessions, "SELECT reserved_refunds FROM orders WHERE tenant_id = :t "
+                            "AND order_id = 'r-10'", t=tenant.id) == 5000

@@ -121,15 +121,20 @@ class OrderPaymentWorkflow:
         try:
             await workflow.wait_condition(lambda: self._event is not None,
                                           timeout=timedelta(seconds=inp.expires_in_seconds))
-        except TimeoutError:
-            status = await self._gateway(RETRIEVE_PAYMENT)
-            if status.status != PAYMENT_SUCCEEDED:
-                raise PaymentFailed("the card was not paid before the expiry") from None
-        else:
             assert self._event is not None
-            if self._event.status != PAYMENT_SUCCEEDED:
-                raise PaymentFailed(f"card payment {self._event.status}: "
-                                    f"{self._event.failure_reason or self._event.status}")
+            reason = (f"card payment {self._event.status}: "
+                      f"{self._event.failure_reason or self._event.status}")
+            paid = self._event.status == PAYMENT_SUCCEEDED
+        except TimeoutError:
+            reason = "the card was not paid before the expiry"
+            paid = (await self._gateway(RETRIEVE_PAYMENT)).status == PAYMENT_SUCCEEDED
+        if not paid:
+            # Make sure it can no longer be paid; if it was paid meanwhile, the order goes on.
+            final = await self._gateway(CANCEL_PAYMENT)
+            self._step("card_canceled" if final.status != PAYMENT_SUCCEEDED
+                       else "card_paid_before_cancel")
+            if final.status != PAYMENT_SUCCEEDED:
+                raise PaymentFailed(reason)
         self._state = "processing"
         self._step("card_paid")
 
@@ -151,7 +156,8 @@ class OrderPaymentWorkflow:
         self._step("captured")
 
     async def _compensate(self) -> None:
-        """Undo what was done: void the holds, make sure the card can no longer be paid."""
+        """Undo what was done: void the holds. A card part that failed was already cancelled,
+        and nothing can fail once the card is paid, so no captured card part needs a refund."""
         assert self._input is not None
         if self._holds:
             await workflow.execute_activity(
@@ -159,10 +165,6 @@ class OrderPaymentWorkflow:
                                                            "voided"),
                 result_type=list[PostedTransfer], **policies.LEDGER)
             self._step("holds_voided")
-        if self._payment is not None:
-            final = await self._gateway(CANCEL_PAYMENT)
-            self._step("card_canceled" if final.status != PAYMENT_SUCCEEDED
-                       else "card_paid_after_failure_needs_refund")
 
     async def _finish(self, state: str, error: str | None) -> str:
         self._state, self._error = state, error
