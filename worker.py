@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.campaigns import CampaignActivities
 from activities.gateway import GatewayActivities
 from activities.gateways import PaymentGateway
 from activities.gateways.stripe_gateway import StripeGateway
@@ -22,12 +23,15 @@ from activities.refunds import RefundActivities
 from db.engine import create_engine, resolve_database_url, session_factory
 from settings import Settings, get_settings
 from temporal_client import connect
+from workflows.campaign import CampaignWorkflow
+from workflows.donation import DonationWorkflow
 from workflows.order_payment import OrderPaymentWorkflow
 from workflows.purchase_credit import PurchaseCreditWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.topup import TopUpWorkflow
 
-WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow, OrderPaymentWorkflow, RefundWorkflow]
+WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow, OrderPaymentWorkflow, RefundWorkflow,
+             CampaignWorkflow, DonationWorkflow]
 
 
 def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
@@ -44,6 +48,7 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
     purchases = PurchaseActivities(sessions)
     orders = OrderActivities(sessions)
     refunds = RefundActivities(sessions)
+    campaigns = CampaignActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
@@ -55,6 +60,8 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
             refunds.reserve,
             refunds.settle,
             refunds.clawback,
+            campaigns.donate,
+            campaigns.close,
             gateway.create_refund,
             gateway.retrieve_refund,
             gateway.create_payment,

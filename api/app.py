@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api import (
     analytics,
+    campaigns,
     errors,
     flows,
     health,
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for module in (topups, orders, refunds, users, wallets, flows, webhooks, purchases,
+    for module in (topups, orders, refunds, campaigns, users, wallets, flows, webhooks, purchases,
                    store_webhooks, analytics, settings_routes, health):
         app.include_router(module.router)
     return app

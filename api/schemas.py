@@ -114,3 +114,19 @@ class RefundCreate(Strict):
 
 class DecisionBody(Strict):
     reason: str | None = Field(default=None, max_length=500)
+
+
+class CampaignCreate(Strict):
+    campaign_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                             examples=["clean-water"])
+    name: str = Field(min_length=1, max_length=200)
+    currency: Currency
+    target: Amount
+    ends_at: datetime
+    capped: bool = True
+
+
+class DonationCreate(Strict):
+    user_id: str = Field(pattern=USER_ID)
+    amount: Amount
+    currency: Currency
