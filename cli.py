@@ -95,6 +95,38 @@ async def cmd_store_add(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_withdrawal_decide(args: argparse.Namespace) -> int:
+    """Approve or reject as the named admin — the same `decide` update the API sends, so the
+    workflow applies the same maker-checker rules."""
+    from api.errors import ProblemError
+    from api.withdrawals import decide
+    from temporal_client import connect
+
+    client = await connect(get_settings())
+    try:
+        result = await decide(client, args.flow_id, args.admin, args.command_name == "approve",
+                              args.note)
+    except ProblemError as e:
+        print(f"refused ({e.code}): {e.detail}", file=sys.stderr)
+        return 1
+    print(result)
+    return 0
+
+
+async def cmd_withdrawal_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import text
+
+    async with tenant_transaction(args.tenant) as (session, tenant):
+        rows = (await session.execute(text(
+            "SELECT flow_id, user_id, amount, currency, status, requested_by, created_at "
+            "FROM withdrawals WHERE tenant_id = :t AND (CAST(:s AS text) IS NULL OR status = :s)"
+            " ORDER BY created_at"), {"t": tenant["id"], "s": args.status})).all()
+    for r in rows:
+        print(f"{r.flow_id}\t{r.user_id}\t{r.amount} {r.currency} (minor units)\t{r.status}"
+              f"\trequested by {r.requested_by}\t{r.created_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
 async def cmd_ledger_check(_: argparse.Namespace) -> int:
     engine, sessions, _ = await _sessions()
     try:
@@ -145,6 +177,18 @@ def parser() -> argparse.ArgumentParser:
     sa.add_argument("--public-key", help="shop domain / store URL (widget: generated)")
     sa.add_argument("--secret", help="use this secret (Shopify/WooCommerce give you one)")
     sa.set_defaults(fn=cmd_store_add)
+
+    wd = sub.add_parser("withdrawal", help="withdrawals").add_subparsers(dest="sub", required=True)
+    for name in ("approve", "reject"):
+        w = wd.add_parser(name, help=f"{name} a withdrawal as the named admin")
+        w.add_argument("flow_id")
+        w.add_argument("--admin", required=True, help="the deciding admin (an admin key holder)")
+        w.add_argument("--note")
+        w.set_defaults(fn=cmd_withdrawal_decide, command_name=name)
+    wl = wd.add_parser("list", help="list withdrawals, e.g. --status awaiting_approval")
+    wl.add_argument("--tenant", required=True)
+    wl.add_argument("--status")
+    wl.set_defaults(fn=cmd_withdrawal_list)
 
     ledger = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="sub", required=True)
     ledger.add_parser("check", help="verify every ledger invariant; exit 1 on a violation"

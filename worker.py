@@ -20,6 +20,7 @@ from activities.ledger import LedgerActivities
 from activities.orders import OrderActivities
 from activities.purchases import PurchaseActivities
 from activities.refunds import RefundActivities
+from activities.withdrawals import WithdrawalActivities
 from db.engine import create_engine, resolve_database_url, session_factory
 from settings import Settings, get_settings
 from temporal_client import connect
@@ -29,9 +30,10 @@ from workflows.order_payment import OrderPaymentWorkflow
 from workflows.purchase_credit import PurchaseCreditWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.topup import TopUpWorkflow
+from workflows.withdrawal import WithdrawalWorkflow
 
 WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow, OrderPaymentWorkflow, RefundWorkflow,
-             CampaignWorkflow, DonationWorkflow]
+             CampaignWorkflow, DonationWorkflow, WithdrawalWorkflow]
 
 
 def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
@@ -49,6 +51,7 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
     orders = OrderActivities(sessions)
     refunds = RefundActivities(sessions)
     campaigns = CampaignActivities(sessions)
+    withdrawals = WithdrawalActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
@@ -62,6 +65,10 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
             refunds.clawback,
             campaigns.donate,
             campaigns.close,
+            withdrawals.hold,
+            withdrawals.settle,
+            gateway.create_payout,
+            gateway.retrieve_payout,
             gateway.create_refund,
             gateway.retrieve_refund,
             gateway.create_payment,

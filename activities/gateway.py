@@ -9,14 +9,19 @@ from activities.gateways import GatewayRefused, GatewayUnavailable, PaymentGatew
 from workflows.contracts import (
     CANCEL_PAYMENT,
     CREATE_PAYMENT,
+    CREATE_PAYOUT,
     CREATE_REFUND,
     RETRIEVE_PAYMENT,
+    RETRIEVE_PAYOUT,
     RETRIEVE_REFUND,
     CreatePaymentRequest,
     CreateRefundRequest,
     GatewayPayment,
+    GatewayPayout,
     GatewayRefund,
     PaymentRef,
+    PayoutRef,
+    PayoutRequest,
     RefundRef,
 )
 
@@ -55,6 +60,14 @@ class GatewayActivities:
     @activity.defn(name=RETRIEVE_REFUND)
     async def retrieve_refund(self, ref: RefundRef) -> GatewayRefund:
         return await self._run(self._gateway(ref.gateway).retrieve_refund(ref))
+
+    @activity.defn(name=CREATE_PAYOUT)
+    async def create_payout(self, req: PayoutRequest) -> GatewayPayout:
+        return await self._run(self._gateway(req.gateway).create_payout(req))
+
+    @activity.defn(name=RETRIEVE_PAYOUT)
+    async def retrieve_payout(self, ref: PayoutRef) -> GatewayPayout:
+        return await self._run(self._gateway(ref.gateway).retrieve_payout(ref))
 
     @activity.defn(name=CANCEL_PAYMENT)
     async def cancel_payment(self, ref: PaymentRef) -> GatewayPayment:

@@ -22,6 +22,7 @@ from api import (
     users,
     wallets,
     webhooks,
+    withdrawals,
 )
 from db.engine import create_engine, resolve_database_url, session_factory
 from settings import Settings, get_settings
@@ -50,8 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for module in (topups, orders, refunds, campaigns, users, wallets, flows, webhooks, purchases,
-                   store_webhooks, analytics, settings_routes, health):
+    for module in (topups, orders, refunds, campaigns, withdrawals, users, wallets, flows,
+                   webhooks, purchases, store_webhooks, analytics, settings_routes, health):
         app.include_router(module.router)
     return app
 

@@ -130,3 +130,12 @@ class DonationCreate(Strict):
     user_id: str = Field(pattern=USER_ID)
     amount: Amount
     currency: Currency
+
+
+class WithdrawalCreate(Strict):
+    user_id: str = Field(pattern=USER_ID)
+    amount: Amount
+    currency: Currency
+    method: Literal["bank_transfer", "mobile_money", "paypal", "crypto"]
+    destination: str = Field(min_length=1, max_length=200,
+                             description="IBAN / phone / PayPal email / wallet address")

@@ -24,6 +24,7 @@ from workflows.contracts import (
     PAYMENT_SUCCEEDED,
     Money,
     PaymentEvent,
+    PayoutEvent,
     RefundEvent,
 )
 
@@ -69,7 +70,8 @@ async def verified_stripe_event(request: Request, body: bytes = Depends(raw_body
     return event
 
 
-def _signal_for(event: dict[str, Any]) -> tuple[str, PaymentEvent | RefundEvent | None]:
+def _signal_for(event: dict[str, Any]
+                ) -> tuple[str, PaymentEvent | RefundEvent | PayoutEvent | None]:
     """The workflow signal a Stripe event becomes: payment events for top-ups and orders,
     refund events for refunds; anything else is only recorded."""
     obj = event["data"]["object"]
@@ -84,6 +86,10 @@ def _signal_for(event: dict[str, Any]) -> tuple[str, PaymentEvent | RefundEvent 
         status = STRIPE_REFUND_STATUS.get(obj.get("status", ""), PAYMENT_PENDING)
         return "refund_event", RefundEvent(event["id"], obj["id"], status,
                                            obj.get("failure_reason"))
+    if event["type"] in ("payout.paid", "payout.failed") and obj.get("object") == "payout":
+        status = PAYMENT_SUCCEEDED if event["type"] == "payout.paid" else PAYMENT_FAILED
+        return "payout_event", PayoutEvent(event["id"], obj["id"], status,
+                                           obj.get("failure_code"))
     return "", None
 
 

@@ -3,7 +3,7 @@
     python -m stripe_standin --host 127.0.0.1 --port 12111 \
         --webhook-url http://127.0.0.1:8000/v1/webhooks/stripe --webhook-secret whsec_... \
         [--webhook-secret whsec_old...] [--state-file .walletflow/stripe.json] \
-        [--public-url http://127.0.0.1:12111] [--auto-succeed-refunds]
+        [--public-url http://127.0.0.1:12111] [--auto-succeed-refunds] [--auto-pay-payouts]
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auto-succeed-refunds", action="store_true",
                         help="resolve every refund as succeeded right after it is created "
                              "(default: refunds stay pending until /_standin/refunds/ID/succeed)")
+    parser.add_argument("--auto-pay-payouts", action="store_true",
+                        help="mark every payout paid right after it is created "
+                             "(default: payouts stay pending until /_standin/payouts/ID/paid)")
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -47,6 +50,7 @@ def config_from_args(args: argparse.Namespace) -> StandinConfig:
         public_url=args.public_url or f"http://{args.host}:{args.port}",
         state_file=args.state_file,
         auto_succeed_refunds=args.auto_succeed_refunds,
+        auto_pay_payouts=args.auto_pay_payouts,
     )
 
 

@@ -1,12 +1,13 @@
 """A local, Stripe-compatible stand-in for the slice of the API walletflow uses.
 
-* ``/v1/payment_intents`` (create, retrieve, cancel) and ``/v1/refunds`` (create, retrieve)
-  speak Stripe's wire format: form-encoded bodies, Bearer auth, Idempotency-Key semantics,
-  Stripe-shaped errors; the official SDK talks to it unchanged.
+* ``/v1/payment_intents`` (create, retrieve, cancel), ``/v1/refunds`` (create, retrieve) and
+  ``/v1/payouts`` (create, retrieve) speak Stripe's wire format: form-encoded bodies, Bearer auth,
+  Idempotency-Key semantics, Stripe-shaped errors; the official SDK talks to it unchanged.
 * Events are signed exactly like Stripe's (``Stripe-Signature: t=...,v1=...``) and delivered in
   background tasks with retries.
-* ``/_standin/...`` is a JSON control API for dev and tests: move payments and refunds to
-  succeeded/failed, inject faults, inspect calls/events/deliveries, re-sign or re-deliver events.
+* ``/_standin/...`` is a JSON control API for dev and tests: move payments, refunds and payouts
+  to their final states, inject faults, inspect stats, the call log, events and deliveries, re-sign
+  or re-deliver events.
 * ``/checkout/{id}`` is a tiny hosted "payment page" for humans in the dev stack.
 
 All state belongs to the app instance made by `create_app`; two apps never share anything."""
@@ -53,8 +54,11 @@ RETRIEVE = "payment_intents.retrieve"
 CANCEL = "payment_intents.cancel"
 REFUND_CREATE = "refunds.create"
 REFUND_RETRIEVE = "refunds.retrieve"
+PAYOUT_CREATE = "payouts.create"
+PAYOUT_RETRIEVE = "payouts.retrieve"
 WEBHOOK = "webhook"
-API_OPERATIONS = (CREATE, RETRIEVE, CANCEL, REFUND_CREATE, REFUND_RETRIEVE)
+API_OPERATIONS = (CREATE, RETRIEVE, CANCEL, REFUND_CREATE, REFUND_RETRIEVE, PAYOUT_CREATE,
+                  PAYOUT_RETRIEVE)
 API_MODES = ("error_500", "error_400", "timeout", "delay")
 WEBHOOK_MODES = ("drop", "duplicate")
 
@@ -72,6 +76,9 @@ class StandinConfig:
     # Resolve every refund as succeeded right after it is created (the create answer still
     # says "pending"; refund.updated and charge.refunded follow), for the dev stack.
     auto_succeed_refunds: bool = False
+    # Mark every payout paid right after it is created (the create answer still says "pending";
+    # payout.updated and payout.paid follow), for the dev stack.
+    auto_pay_payouts: bool = False
 
 
 def sign_payload(payload: str, secrets: list[str], timestamp: int | None = None) -> str:
@@ -93,7 +100,8 @@ class FaultMatch(BaseModel):
 
 class FaultSpec(BaseModel):
     operation: Literal["payment_intents.create", "payment_intents.retrieve",
-                       "payment_intents.cancel", "refunds.create", "refunds.retrieve", "webhook"]
+                       "payment_intents.cancel", "refunds.create", "refunds.retrieve",
+                       "payouts.create", "payouts.retrieve", "webhook"]
     mode: Literal["error_500", "error_400", "timeout", "delay", "drop", "duplicate"]
     count: int = Field(1, ge=1)
     delay_seconds: float = Field(5.0, ge=0, le=600)
@@ -198,6 +206,7 @@ class Standin:
         self.stats = _new_counters()
         self.flow_stats: dict[str, dict[str, dict[str, int]]] = {}
         self.deliveries: deque[JSON] = deque(maxlen=10_000)
+        self.calls: deque[JSON] = deque(maxlen=10_000)
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
 
@@ -208,6 +217,15 @@ class Standin:
         self.stats[operation][key] += 1
         if flow_id is not None:
             self.flow_stats.setdefault(flow_id, _new_counters())[operation][key] += 1
+
+    def log_call(self, operation: str, key: str | None, flow_id: str | None,
+                 request_id: str) -> JSON:
+        """Append a call-log entry (its outcome is filled in once the call is answered)."""
+        entry: JSON = {"operation": operation, "idempotency_key": key, "flow_id": flow_id,
+                       "status_code": None, "replayed": False, "fault": None,
+                       "request_id": request_id, "at": round(time.time(), 3)}
+        self.calls.append(entry)
+        return entry
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -279,15 +297,28 @@ class Standin:
             return _json(err.body(), err.status)
 
         flow_id = (flow_of or _params_flow_id)(params)
+        key = request.headers.get("idempotency-key") if request.method == "POST" else None
         self.count(operation, flow_id)
+        entry = self.log_call(operation, key, flow_id, request_id)
+        response = await self._counted_call(request, operation, execute, params, flow_id, key,
+                                            entry)
+        entry["status_code"] = response.status_code
+        entry["replayed"] = response.headers.get("Idempotent-Replayed") == "true"
+        return response
+
+    async def _counted_call(self, request: Request, operation: str,
+                            execute: Callable[[JSON, str, str | None], Outcome], params: JSON,
+                            flow_id: str | None, key: str | None, entry: JSON) -> Response:
+        """Fault injection, idempotency and ``execute`` for a call already counted and logged."""
+        request_id: str = request.state.request_id
         fault = self.faults.take(operation, flow_id)
         if fault is not None:
             self.count(operation, flow_id, fault=True)
+            entry["fault"] = fault.mode
             logger.info("injecting %s into %s (flow %s)", fault.mode, operation, flow_id)
             if fault.mode != "delay":
                 return await self._fault_response(request, fault)
 
-        key = request.headers.get("idempotency-key") if request.method == "POST" else None
         headers = {"Idempotency-Key": key} if key else {}
         method, path = request.method, request.url.path
         async with self.lock:
@@ -394,6 +425,44 @@ class Standin:
         for event in events:
             self.dispatch(event)
         return {"refund": refund, "events": [e.event for e in events]}
+
+    # payouts
+
+    def payout_flow_id(self, po_id: str) -> str | None:
+        payout = self.store.payouts.get(po_id)
+        return (payout or {}).get("metadata", {}).get("flow_id")
+
+    def create_payout(self, params: JSON, request_id: str, key: str | None) -> Outcome:
+        payout = self.store.create_payout(params)
+        body = copy.deepcopy(payout)
+        logger.info("payout %s: %s to %s", payout["id"],
+                    format_amount(payout["amount"], payout["currency"]), payout["destination"])
+        events: list[StoredEvent] = []
+        if self.config.auto_pay_payouts:
+            events = self.resolve_payout_locked(payout["id"], "paid")
+        return Outcome(200, body, events, mutated=True)
+
+    def retrieve_payout(self, po_id: str) -> Callable[[JSON, str, str | None], Outcome]:
+        def execute(params: JSON, request_id: str, key: str | None) -> Outcome:
+            return Outcome(200, copy.deepcopy(self.store.get_payout(po_id)), replayable=False)
+        return execute
+
+    def resolve_payout_locked(self, po_id: str,
+                              outcome: Literal["paid", "failed"]) -> list[StoredEvent]:
+        """Resolve a pending payout (the caller holds the lock) and record its events:
+        payout.updated + payout.paid, or payout.updated + payout.failed."""
+        payout = self.store.resolve_payout(po_id, outcome)
+        return [self.record_event("payout.updated", payout),
+                self.record_event(f"payout.{outcome}", payout)]
+
+    async def resolve_payout(self, po_id: str, outcome: Literal["paid", "failed"]) -> JSON:
+        async with self.lock:
+            events = self.resolve_payout_locked(po_id, outcome)
+            payout = copy.deepcopy(self.store.get_payout(po_id))
+            await self.store.save()
+        for event in events:
+            self.dispatch(event)
+        return {"payout": payout, "events": [e.event for e in events]}
 
     # control transitions (control API and checkout page)
 
@@ -546,11 +615,21 @@ def _stripe_routes(app: FastAPI, svc: Standin) -> None:
         return await svc.api_call(request, REFUND_RETRIEVE, svc.retrieve_refund(re_id),
                                   lambda _: svc.refund_flow_id(re_id))
 
+    @app.post("/v1/payouts")
+    async def create_payout(request: Request) -> Response:
+        return await svc.api_call(request, PAYOUT_CREATE, svc.create_payout)
+
+    @app.get("/v1/payouts/{po_id}")
+    async def retrieve_payout(request: Request, po_id: str) -> Response:
+        return await svc.api_call(request, PAYOUT_RETRIEVE, svc.retrieve_payout(po_id),
+                                  lambda _: svc.payout_flow_id(po_id))
+
     @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "DELETE"])
     async def unrecognized(request: Request, rest: str) -> Response:
         err = StandinError(404, "invalid_request_error",
                            f"Unrecognized request URL ({request.method}: {request.url.path}). "
-                           "The Stripe stand-in implements only payment intents and refunds.")
+                           "The Stripe stand-in implements only payment intents, refunds "
+                           "and payouts.")
         return _json(err.body(), err.status)
 
 
@@ -611,6 +690,48 @@ def _control_routes(app: FastAPI, svc: Standin) -> None:
                 and (status is None or r["status"] == status)]
         return _json({"data": data})
 
+    @app.post("/_standin/payouts/{po_id}/paid")
+    async def pay_payout(po_id: str) -> Response:
+        try:
+            return _json(await svc.resolve_payout(po_id, "paid"))
+        except StandinError as e:
+            return _control_error(e)
+
+    @app.post("/_standin/payouts/{po_id}/fail")
+    async def fail_payout(po_id: str) -> Response:
+        try:
+            return _json(await svc.resolve_payout(po_id, "failed"))
+        except StandinError as e:
+            return _control_error(e)
+
+    @app.get("/_standin/payouts")
+    async def list_payouts(flow_id: str | None = None, status: str | None = None,
+                           destination: str | None = None) -> Response:
+        """Filter with ``?flow_id=`` (the payout's ``metadata.flow_id``), ``?status=`` and
+        ``?destination=``; oldest first."""
+        data = [copy.deepcopy(po) for po in svc.store.payouts.values()
+                if (flow_id is None or po["metadata"].get("flow_id") == flow_id)
+                and (status is None or po["status"] == status)
+                and (destination is None or po["destination"] == destination)]
+        return _json({"data": data})
+
+    @app.get("/_standin/calls")
+    async def list_calls(operation: str | None = None, flow_id: str | None = None,
+                         idempotency_key: str | None = None) -> Response:
+        """The API call log (authenticated calls, oldest first): one entry per call with its
+        operation, idempotency_key, flow_id, status_code (null while in flight), replayed,
+        fault (the injected mode or null), request_id and at (unix time)."""
+        data = [dict(c) for c in svc.calls
+                if (operation is None or c["operation"] == operation)
+                and (flow_id is None or c["flow_id"] == flow_id)
+                and (idempotency_key is None or c["idempotency_key"] == idempotency_key)]
+        return _json({"data": data})
+
+    @app.delete("/_standin/calls")
+    async def clear_calls() -> Response:
+        svc.calls.clear()
+        return _json({"data": []})
+
     @app.get("/_standin/stats")
     async def stats(flow_id: str | None = None) -> Response:
         if flow_id is not None:
@@ -637,10 +758,11 @@ def _control_routes(app: FastAPI, svc: Standin) -> None:
         return _json({"data": []})
 
     @app.get("/_standin/events")
-    async def list_events(payment_intent: str | None = None,
+    async def list_events(payment_intent: str | None = None, flow_id: str | None = None,
                           type_: Annotated[str | None, Query(alias="type")] = None) -> Response:
         data = [e.event for e in svc.store.events.values()
                 if (payment_intent is None or e.payment_intent_id == payment_intent)
+                and (flow_id is None or e.flow_id == flow_id)
                 and (type_ is None or e.event["type"] == type_)]
         return _json({"data": data})
 

@@ -1,5 +1,6 @@
-"""State of the Stripe stand-in: payment intents, refunds, idempotency records and events, their
-Stripe semantics (validation, status transitions, error shapes) and optional JSON persistence.
+"""State of the Stripe stand-in: payment intents, refunds, payouts, idempotency records and events,
+their Stripe semantics (validation, status transitions, error shapes) and optional JSON
+persistence.
 
 Everything lives on a `Store` instance owned by one app; nothing here is module-level state."""
 
@@ -36,6 +37,11 @@ _REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 # Refunds in these states no longer hold any of the charge's amount.
 _REFUND_RELEASED = ("failed", "canceled")
 REFUND_FAILURE_REASON = "expired_or_canceled_card"
+PAYOUT_METHODS = ("standard", "instant")
+PAYOUT_ARRIVAL_SECONDS = 2 * 24 * 3600
+PAYOUT_FAILURE_CODE = "account_closed"
+PAYOUT_FAILURE_MESSAGE = "The bank account has been closed"
+STATEMENT_DESCRIPTOR_MAX = 22
 ZERO_DECIMAL_CURRENCIES = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",
                                      "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"})
 # Keys whose bracketed sub-keys are names, never list indices.
@@ -156,6 +162,45 @@ def _int_param(params: JSON, name: str) -> int:
     return int(raw)
 
 
+def _amount_param(params: JSON) -> int:
+    """A required ``amount`` within Stripe's bounds (amount_too_small / amount_too_large)."""
+    amount = _int_param(params, "amount")
+    if amount < MIN_AMOUNT:
+        raise StandinError.invalid(
+            f"Amount must be at least {MIN_AMOUNT} (in the smallest currency unit).",
+            code="amount_too_small", param="amount")
+    if amount > MAX_AMOUNT:
+        raise StandinError.invalid(
+            f"Amount must be no more than {MAX_AMOUNT} (in the smallest currency unit).",
+            code="amount_too_large", param="amount")
+    return amount
+
+
+def _currency_param(params: JSON) -> str:
+    """A required three-letter ``currency``, lower-cased."""
+    currency = params.get("currency")
+    if currency is None:
+        raise StandinError.invalid("Missing required param: currency.",
+                                   code="parameter_missing", param="currency")
+    if not isinstance(currency, str) or not _CURRENCY_RE.match(currency):
+        raise StandinError.invalid(f"Invalid currency: {currency}.",
+                                   code="parameter_invalid", param="currency")
+    return currency.lower()
+
+
+def _str_param(params: JSON, name: str, max_length: int | None = None) -> str | None:
+    """An optional string parameter (``""`` counts as unset)."""
+    raw = params.get(name)
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, str):
+        raise StandinError.invalid("Invalid string", code="parameter_invalid", param=name)
+    if max_length is not None and len(raw) > max_length:
+        raise StandinError.invalid(f"Invalid {name}: must be at most {max_length} characters",
+                                   code="parameter_invalid", param=name)
+    return raw
+
+
 def _bool_param(raw: Any, name: str) -> bool:
     if raw in ("true", "True", "1"):
         return True
@@ -237,13 +282,14 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 class Store:
-    """Payment intents, refunds, idempotency records and events. Callers serialize mutations
-    (the app holds one asyncio.Lock around check-execute-record); `save` persists when a file is
-    set."""
+    """Payment intents, refunds, payouts, idempotency records and events. Callers serialize
+    mutations (the app holds one asyncio.Lock around check-execute-record); `save` persists when a
+    file is set."""
 
     def __init__(self, state_file: str | os.PathLike[str] | None = None) -> None:
         self.payment_intents: dict[str, JSON] = {}
         self.refunds: dict[str, JSON] = {}
+        self.payouts: dict[str, JSON] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.events: dict[str, StoredEvent] = {}
         self.state_file = Path(state_file) if state_file else None
@@ -263,6 +309,7 @@ class Store:
                 raise ValueError(f"unsupported state version {state.get('version')!r}")
             self.payment_intents = dict(state["payment_intents"])
             self.refunds = dict(state.get("refunds", {}))  # absent in files from before refunds
+            self.payouts = dict(state.get("payouts", {}))  # absent in files from before payouts
             horizon = now() - IDEMPOTENCY_TTL_SECONDS
             self.idempotency = {key: IdempotencyRecord(**record)
                                 for key, record in state["idempotency"].items()
@@ -278,6 +325,7 @@ class Store:
             "version": STATE_VERSION,
             "payment_intents": self.payment_intents,
             "refunds": self.refunds,
+            "payouts": self.payouts,
             "idempotency": {key: asdict(record) for key, record in self.idempotency.items()},
             "events": [e.to_json() for e in self.events.values()],
         }
@@ -324,22 +372,8 @@ class Store:
         return pi
 
     def create_payment_intent(self, params: JSON) -> JSON:
-        amount = _int_param(params, "amount")
-        if amount < MIN_AMOUNT:
-            raise StandinError.invalid(
-                f"Amount must be at least {MIN_AMOUNT} (in the smallest currency unit).",
-                code="amount_too_small", param="amount")
-        if amount > MAX_AMOUNT:
-            raise StandinError.invalid(
-                f"Amount must be no more than {MAX_AMOUNT} (in the smallest currency unit).",
-                code="amount_too_large", param="amount")
-        currency = params.get("currency")
-        if currency is None:
-            raise StandinError.invalid("Missing required param: currency.",
-                                       code="parameter_missing", param="currency")
-        if not isinstance(currency, str) or not _CURRENCY_RE.match(currency):
-            raise StandinError.invalid(f"Invalid currency: {currency}.",
-                                       code="parameter_invalid", param="currency")
+        amount = _amount_param(params)
+        currency = _currency_param(params)
         metadata = _metadata_param(params.get("metadata"))
         description = params.get("description")
         if description is not None and not isinstance(description, str):
@@ -373,7 +407,7 @@ class Store:
             "client_secret": f"{pi_id}_secret_{random_alnum(25)}",
             "confirmation_method": "automatic",
             "created": now(),
-            "currency": currency.lower(),
+            "currency": currency,
             "customer": None,
             "description": description,
             "last_payment_error": None,
@@ -559,6 +593,74 @@ class Store:
                         "total_count": len(refunds), "url": f"/v1/charges/{charge_id}/refunds"},
             "status": "succeeded",
         }
+
+    # payouts
+
+    def get_payout(self, po_id: str) -> JSON:
+        payout = self.payouts.get(po_id)
+        if payout is None:
+            raise StandinError.missing("payout", po_id, param="id")
+        return payout
+
+    def create_payout(self, params: JSON) -> JSON:
+        """A ``pending`` payout to ``destination`` (a ``ba_``/``card_`` id, optional), arriving
+        two days after creation."""
+        amount = _amount_param(params)
+        currency = _currency_param(params)
+        method = _str_param(params, "method") or "standard"
+        if method not in PAYOUT_METHODS:
+            raise StandinError.invalid(
+                f"Invalid method: must be one of {', '.join(PAYOUT_METHODS)}",
+                code="parameter_invalid", param="method")
+        destination = _str_param(params, "destination")
+        description = _str_param(params, "description")
+        descriptor = _str_param(params, "statement_descriptor", STATEMENT_DESCRIPTOR_MAX)
+        metadata = _metadata_param(params.get("metadata"))
+        created = now()
+        payout: JSON = {
+            "id": new_id("po"),
+            "object": "payout",
+            "amount": amount,
+            "application_fee": None,
+            "application_fee_amount": None,
+            "arrival_date": created + PAYOUT_ARRIVAL_SECONDS,
+            "automatic": False,
+            "balance_transaction": new_id("txn"),
+            "created": created,
+            "currency": currency,
+            "description": description,
+            "destination": destination,
+            "failure_balance_transaction": None,
+            "failure_code": None,
+            "failure_message": None,
+            "livemode": False,
+            "metadata": metadata,
+            "method": method,
+            "original_payout": None,
+            "reconciliation_status": "not_applicable",
+            "reversed_by": None,
+            "source_type": "card",
+            "statement_descriptor": descriptor,
+            "status": "pending",
+            "type": "card" if (destination or "").startswith("card_") else "bank_account",
+        }
+        self.payouts[payout["id"]] = payout
+        return payout
+
+    def resolve_payout(self, po_id: str, outcome: str) -> JSON:
+        """Move a pending payout to ``paid`` or ``failed`` (409 when not pending)."""
+        payout = self.get_payout(po_id)
+        if payout["status"] != "pending":
+            raise StandinError(409, "invalid_request_error",
+                               f"Cannot resolve payout {po_id}: it is {payout['status']}.",
+                               code="payout_unexpected_state")
+        if outcome == "paid":
+            payout.update(status="paid", failure_code=None, failure_message=None)
+        else:
+            payout.update(status="failed", failure_code=PAYOUT_FAILURE_CODE,
+                          failure_message=PAYOUT_FAILURE_MESSAGE,
+                          failure_balance_transaction=new_id("txn"))
+        return payout
 
     # events
 

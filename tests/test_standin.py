@@ -923,3 +923,212 @@ def test_cli_flag_turns_on_auto_succeeded_refunds() -> None:
 
     assert config_from_args(parse_args(["--auto-succeed-refunds"])).auto_succeed_refunds is True
     assert config_from_args(parse_args([])).auto_succeed_refunds is False
+
+
+# --- payouts --------------------------------------------------------------------------------------
+
+def payout_params(flow_id: str, amount: int = 5000, beneficiary: str = "Ada Lovelace",
+                  destination: str = "ba_standin_test") -> dict[str, Any]:
+    return {"amount": amount, "currency": "eur", "method": "standard",
+            "destination": destination, "description": f"payout for {flow_id}",
+            "metadata": {"flow_id": flow_id, "tenant_id": "tenant-1",
+                         "payout_method": "bank_transfer", "beneficiary": beneficiary}}
+
+
+async def payouts_of(ctl: httpx.AsyncClient, **filters: str) -> list[dict[str, Any]]:
+    r = await ctl.get("/_standin/payouts", params=filters)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+async def payout_calls(ctl: httpx.AsyncClient, flow_id: str) -> list[dict[str, Any]]:
+    r = await ctl.get("/_standin/calls", params={"operation": "payouts.create",
+                                                  "flow_id": flow_id})
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+async def payout_events(receiver: Receiver, count: int) -> list[stripe.Event]:
+    def only_payout_events(events: list[stripe.Event]) -> list[stripe.Event]:
+        return [e for e in events if e.type.startswith("payout.")]
+
+    events = await eventually(lambda: verified(receiver),
+                              lambda evs: len(only_payout_events(evs)) >= count)
+    return only_payout_events(events)
+
+
+async def test_payout_create_matches_stripe_shape_and_replays_idempotently(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient) -> None:
+    payouts = standin_sdk.v1.payouts
+    first = await payouts.create_async(payout_params("flow-pa"),
+                                       options={"idempotency_key": "key-pa"})
+    again = await payouts.create_async(payout_params("flow-pa"),
+                                       options={"idempotency_key": "key-pa"})
+
+    assert isinstance(first, stripe.Payout)
+    assert re.fullmatch(r"po_[A-Za-z0-9]{24}", first.id)
+    assert again.id == first.id
+    assert "Idempotent-Replayed" not in first.last_response.headers
+    assert again.last_response.headers["Idempotent-Replayed"] == "true"
+    assert (first.object, first.amount, first.currency) == ("payout", 5000, "eur")
+    assert (first.status, first.method, first.type) == ("pending", "standard", "bank_account")
+    assert first.destination == "ba_standin_test"
+    assert first.description == "payout for flow-pa"
+    assert (first.failure_code, first.failure_message) == (None, None)
+    assert first.livemode is False and first.automatic is False
+    assert abs(first.created - time.time()) < 60
+    assert first.arrival_date == first.created + 2 * 24 * 3600
+    assert first.metadata.to_dict() == {"flow_id": "flow-pa", "tenant_id": "tenant-1",
+                                        "payout_method": "bank_transfer",
+                                        "beneficiary": "Ada Lovelace"}
+
+    fetched = await payouts.retrieve_async(first.id)
+    assert (fetched.id, fetched.status) == (first.id, "pending")
+    assert [p["id"] for p in await payouts_of(standin_ctl, flow_id="flow-pa")] == [first.id]
+    stats = (await standin_ctl.get("/_standin/stats", params={"flow_id": "flow-pa"})).json()
+    assert stats["payouts.create"] == {"calls": 2, "faults": 0}
+    assert stats["payouts.retrieve"] == {"calls": 1, "faults": 0}
+
+    calls = await payout_calls(standin_ctl, "flow-pa")
+    assert [(c["operation"], c["idempotency_key"], c["flow_id"], c["status_code"],
+             c["replayed"]) for c in calls] == [
+        ("payouts.create", "key-pa", "flow-pa", 200, False),
+        ("payouts.create", "key-pa", "flow-pa", 200, True)]
+    assert calls[0]["at"] <= calls[1]["at"] and abs(calls[0]["at"] - time.time()) < 60
+    assert calls[1]["request_id"] == again.last_response.headers["Request-Id"]
+    retrieves = (await standin_ctl.get("/_standin/calls",
+                                       params={"operation": "payouts.retrieve"})).json()["data"]
+    assert [(c["idempotency_key"], c["flow_id"]) for c in retrieves] == [(None, "flow-pa")]
+
+
+async def test_payout_same_key_with_other_params_is_an_idempotency_error(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient) -> None:
+    payouts = standin_sdk.v1.payouts
+    await payouts.create_async(payout_params("flow-pb"), options={"idempotency_key": "key-pb"})
+    with pytest.raises(stripe.IdempotencyError) as caught:
+        await payouts.create_async(payout_params("flow-pb", amount=6000),
+                                   options={"idempotency_key": "key-pb"})
+    assert caught.value.http_status == 400
+    assert caught.value.json_body["error"]["type"] == "idempotency_error"
+    assert len(await payouts_of(standin_ctl, flow_id="flow-pb")) == 1
+    assert [c["status_code"] for c in await payout_calls(standin_ctl, "flow-pb")] == [200, 400]
+
+
+async def test_paid_payout_emits_payout_paid(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient,
+        standin_receiver: Receiver) -> None:
+    payout = await standin_sdk.v1.payouts.create_async(payout_params("flow-pc"))
+    r = await standin_ctl.post(f"/_standin/payouts/{payout.id}/paid")
+    assert r.status_code == 200, r.text
+    assert r.json()["payout"]["status"] == "paid"
+    assert [e["type"] for e in r.json()["events"]] == ["payout.updated", "payout.paid"]
+
+    events = await payout_events(standin_receiver, 2)
+    assert [e.type for e in events] == ["payout.updated", "payout.paid"]
+    paid = next(r for r in standin_receiver.received
+                if r["event"] is not None and r["event"].type == "payout.paid")
+    event = stripe.Webhook.construct_event(paid["payload"], paid["headers"]["stripe-signature"],
+                                           SECRET)
+    assert isinstance(event.data.object, stripe.Payout)
+    assert (event.data.object.id, event.data.object.status) == (payout.id, "paid")
+    assert event.data.object.metadata.flow_id == "flow-pc"
+    assert event.data.object.failure_code is None
+    assert (await standin_sdk.v1.payouts.retrieve_async(payout.id)).status == "paid"
+    assert (await standin_ctl.post(f"/_standin/payouts/{payout.id}/fail")).status_code == 409
+    assert (await standin_ctl.post("/_standin/payouts/po_nope/paid")).status_code == 404
+    listed = (await standin_ctl.get("/_standin/events", params={"flow_id": "flow-pc"})).json()
+    assert [e["type"] for e in listed["data"]] == ["payout.updated", "payout.paid"]
+
+
+async def test_failed_payout_emits_payout_failed_with_failure_code(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient,
+        standin_receiver: Receiver) -> None:
+    payout = await standin_sdk.v1.payouts.create_async(payout_params("flow-pd"))
+    r = await standin_ctl.post(f"/_standin/payouts/{payout.id}/fail")
+    assert r.status_code == 200, r.text
+
+    events = await payout_events(standin_receiver, 2)
+    assert [e.type for e in events] == ["payout.updated", "payout.failed"]
+    for event in events:
+        assert event.data.object.id == payout.id
+        assert event.data.object.status == "failed"
+        assert event.data.object.failure_code == "account_closed"
+        assert event.data.object.failure_message == "The bank account has been closed"
+        assert event.data.object.metadata.flow_id == "flow-pd"
+    fetched = await standin_sdk.v1.payouts.retrieve_async(payout.id)
+    assert (fetched.status, fetched.failure_code) == ("failed", "account_closed")
+    assert [p["id"] for p in await payouts_of(standin_ctl, flow_id="flow-pd",
+                                              status="failed")] == [payout.id]
+    assert (await standin_ctl.post(f"/_standin/payouts/{payout.id}/paid")).status_code == 409
+
+
+async def test_error_500_fault_on_payout_create_then_retry_pays_out_once(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient) -> None:
+    await add_fault(standin_ctl, operation="payouts.create", mode="error_500",
+                    match={"flow_id": "flow-pe"})
+    payouts = standin_sdk.v1.payouts
+    with pytest.raises(stripe.APIError) as caught:
+        await payouts.create_async(payout_params("flow-pe"), options={"idempotency_key": "key-pe"})
+    assert caught.value.http_status == 500
+    assert await payouts_of(standin_ctl, flow_id="flow-pe") == []
+
+    payout = await payouts.create_async(payout_params("flow-pe"),
+                                        options={"idempotency_key": "key-pe"})
+    assert "Idempotent-Replayed" not in payout.last_response.headers
+    assert [p["id"] for p in await payouts_of(standin_ctl, flow_id="flow-pe")] == [payout.id]
+    stats = (await standin_ctl.get("/_standin/stats", params={"flow_id": "flow-pe"})).json()
+    assert stats["payouts.create"] == {"calls": 2, "faults": 1}
+    calls = await payout_calls(standin_ctl, "flow-pe")
+    assert [(c["status_code"], c["replayed"], c["fault"]) for c in calls] == [
+        (500, False, "error_500"), (200, False, None)]
+
+
+@pytest.mark.parametrize(("amount", "code"), [(100_000_000, "amount_too_large"),
+                                               (0, "amount_too_small")])
+async def test_payout_amount_out_of_range_is_rejected(
+        standin_sdk: stripe.StripeClient, standin_ctl: httpx.AsyncClient, amount: int,
+        code: str) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        await standin_sdk.v1.payouts.create_async(payout_params("flow-pf", amount=amount),
+                                                  options={"idempotency_key": "key-pf"})
+    assert (caught.value.http_status, caught.value.code, caught.value.param) == (
+        400, code, "amount")
+    assert await payouts_of(standin_ctl, flow_id="flow-pf") == []
+    payout = await standin_sdk.v1.payouts.create_async(
+        payout_params("flow-pf", amount=99_999_999), options={"idempotency_key": "key-pf"})
+    assert payout.amount == 99_999_999
+
+
+async def test_unknown_payout_is_resource_missing(standin_sdk: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        await standin_sdk.v1.payouts.retrieve_async("po_doesnotexist")
+    assert (caught.value.http_status, caught.value.code) == (404, "resource_missing")
+
+
+async def test_auto_pay_payouts_and_payouts_survive_a_restart(
+        standin_start: Starter, standin_sdks: SdkFactory, standin_config: StandinConfig,
+        standin_receiver: Receiver, tmp_path: Path) -> None:
+    config = replace(standin_config, auto_pay_payouts=True,
+                     state_file=str(tmp_path / "standin.json"))
+    first = await standin_start(create_app(config))
+    payout = await standin_sdks(first.url).v1.payouts.create_async(
+        payout_params("flow-pg"), options={"idempotency_key": "key-pg"})
+    assert payout.status == "pending"  # the answer to the create; paid right after
+    events = await payout_events(standin_receiver, 2)
+    assert [e.type for e in events] == ["payout.updated", "payout.paid"]
+    await first.stop()
+
+    second = await standin_start(create_app(config))
+    client = standin_sdks(second.url)
+    assert (await client.v1.payouts.retrieve_async(payout.id)).status == "paid"
+    replayed = await client.v1.payouts.create_async(payout_params("flow-pg"),
+                                                    options={"idempotency_key": "key-pg"})
+    assert replayed.id == payout.id
+    assert replayed.last_response.headers["Idempotent-Replayed"] == "true"
+
+
+def test_cli_flag_turns_on_auto_paid_payouts() -> None:
+    from stripe_standin.__main__ import config_from_args, parse_args
+
+    assert config_from_args(parse_args(["--auto-pay-payouts"])).auto_pay_payouts is True
+    assert config_from_args(parse_args([])).auto_pay_payouts is False

@@ -138,3 +138,44 @@ async def test_killed_between_hold_and_capture(crash_setup, stripe_ctl, sessions
     captured = await count_rows(sessions, "SELECT count(*) FROM transfers WHERE tenant_id = :t "
                                 "AND kind = 'order_payment' AND state = 'posted'", t=tenant.id)
     assert captured == 2  # the wallet hold, posted once, and the card part
+
+
+async def test_killed_after_approval_before_payout(crash_setup, stripe_ctl, sessions,
+                                                   tenant) -> None:
+    from tests.test_orders import fund
+
+    client, worker = crash_setup
+    await fund(sessions, tenant, 10000)
+    r = await client.post("/v1/withdrawals", json={
+        "user_id": tenant.user_id, "amount": "25.00", "currency": "EUR",
+        "method": "paypal", "destination": "user1@example.com"},
+        headers={**tenant.client, "Idempotency-Key": "crash-withdrawal"})
+    assert r.json()["state"] == "awaiting_approval", r.text
+    flow_id = r.json()["flow_id"]
+    # The first payout call hangs past the client's timeout, so the worker dies mid-call.
+    await stripe_ctl.post("/_standin/faults", json={
+        "operation": "payouts.create", "mode": "timeout", "delay_seconds": 4, "count": 1,
+        "match": {"flow_id": flow_id}})
+    r = await client.post(f"/v1/withdrawals/{flow_id}/approve", json={}, headers=tenant.admin)
+    assert r.status_code == 200, r.text
+
+    async def calls() -> list:
+        return (await stripe_ctl.get("/_standin/calls", params={
+            "operation": "payouts.create", "flow_id": flow_id})).json()["data"]
+    await eventually(calls, lambda c: len(c) >= 1, within=30)
+    worker.kill()
+    worker.start()
+
+    async def payouts() -> list:
+        return (await stripe_ctl.get("/_standin/payouts", params={"flow_id": flow_id})
+                ).json()["data"]
+    [payout] = await eventually(payouts, lambda p: len(p) == 1, within=60)
+    await stripe_ctl.post(f"/_standin/payouts/{payout['id']}/paid")
+
+    async def status() -> str:
+        return (await client.get(f"/v1/withdrawals/{flow_id}", headers=tenant.admin)
+                ).json()["state"]
+    await eventually(status, lambda s: s == "paid", within=60)
+    real = [c for c in await calls() if not c["fault"] and not c["replayed"]]
+    assert len(real) == 1  # exactly one payout created at the gateway
+    assert len(await payouts()) == 1

@@ -555,3 +555,89 @@ class DonationResult:
     points: int = 0
     campaign_closed: bool = False
     error: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Withdrawals
+# ---------------------------------------------------------------------------------------------
+
+WITHDRAWAL_HOLD = "withdrawals.hold"
+WITHDRAWAL_SETTLE = "withdrawals.settle"
+CREATE_PAYOUT = "gateway.create_payout"
+RETRIEVE_PAYOUT = "gateway.retrieve_payout"
+PAYOUT_METHODS = ("bank_transfer", "mobile_money", "paypal", "crypto")
+
+
+@dataclass
+class WithdrawalInput:
+    tenant_id: str
+    flow_id: str
+    user_id: str
+    amount: Money
+    method: str  # bank_transfer / mobile_money / paypal / crypto
+    destination: str
+    requested_by: str
+    approvals_required: int = 1
+    admins: list[str] = field(default_factory=list)
+    approval_window_seconds: int = 72 * 3600
+    payout_wait_seconds: int = 3 * 86400
+    daily_max: int | None = None
+    gateway: str = "stripe"
+
+
+@dataclass
+class WithdrawalStep:
+    """Hold the funds (checking the daily limit), or post/void the hold, with the new status."""
+
+    tenant_id: str
+    flow_id: str
+    user_id: str
+    amount: Money
+    action: str  # "hold" | "post" | "void" | "none"
+    status: str
+    daily_max: int | None = None
+    payout_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class PayoutRequest:
+    tenant_id: str
+    flow_id: str
+    amount: Money
+    method: str
+    destination: str
+    idempotency_key: str
+    gateway: str = "stripe"
+
+
+@dataclass
+class GatewayPayout:
+    gateway: str
+    payout_id: str
+    status: str  # PAYMENT_SUCCEEDED (paid) / PAYMENT_FAILED / PAYMENT_PENDING
+    amount: Money
+    failure_reason: str | None = None
+
+
+@dataclass
+class PayoutRef:
+    gateway: str
+    payout_id: str
+
+
+@dataclass
+class PayoutEvent:
+    event_id: str
+    payout_id: str
+    status: str
+    failure_reason: str | None = None
+
+
+@dataclass
+class DecisionRecord:
+    admin: str
+    approve: bool
+    at: str
+    note: str | None
+    via: str  # "update" (API / CLI) or "signal" (Temporal UI / temporal workflow signal)

@@ -8,8 +8,11 @@ from workflows.contracts import (
     CreatePaymentRequest,
     CreateRefundRequest,
     GatewayPayment,
+    GatewayPayout,
     GatewayRefund,
     PaymentRef,
+    PayoutRef,
+    PayoutRequest,
     RefundRef,
 )
 
@@ -34,5 +37,9 @@ class PaymentGateway(Protocol):
     async def create_refund(self, req: CreateRefundRequest) -> GatewayRefund: ...
 
     async def retrieve_refund(self, ref: RefundRef) -> GatewayRefund: ...
+
+    async def create_payout(self, req: PayoutRequest) -> GatewayPayout: ...
+
+    async def retrieve_payout(self, ref: PayoutRef) -> GatewayPayout: ...
 
     async def close(self) -> None: ...

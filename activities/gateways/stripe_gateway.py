@@ -16,9 +16,12 @@ from workflows.contracts import (
     CreatePaymentRequest,
     CreateRefundRequest,
     GatewayPayment,
+    GatewayPayout,
     GatewayRefund,
     Money,
     PaymentRef,
+    PayoutRef,
+    PayoutRequest,
     RefundRef,
 )
 
@@ -133,6 +136,29 @@ class StripeGateway:
         return GatewayRefund(self.name, r["id"], status,
                              Money(int(r["amount"]), str(r["currency"]).upper()),
                              r.get("failure_reason"))
+
+    async def create_payout(self, req: PayoutRequest) -> GatewayPayout:
+        """A payout; the method (bank transfer, mobile money, PayPal, crypto) and beneficiary
+        travel as attributes the gateway layer carries."""
+        payout = await self._call(self.client.v1.payouts.create_async(
+            {"amount": req.amount.amount, "currency": req.amount.currency.lower(),
+             "description": f"walletflow withdrawal {req.flow_id}",
+             "metadata": {"flow_id": req.flow_id, "tenant_id": req.tenant_id,
+                          "payout_method": req.method, "beneficiary": req.destination}},
+            options={"idempotency_key": req.idempotency_key}))
+        return self._to_payout(payout)
+
+    async def retrieve_payout(self, ref: PayoutRef) -> GatewayPayout:
+        return self._to_payout(await self._call(self.client.v1.payouts.retrieve_async(
+            ref.payout_id)))
+
+    def _to_payout(self, obj: Any) -> GatewayPayout:
+        p = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        status = {"paid": PAYMENT_SUCCEEDED, "failed": PAYMENT_FAILED,
+                  "canceled": PAYMENT_FAILED}.get(p["status"], PAYMENT_PENDING)
+        return GatewayPayout(self.name, p["id"], status,
+                             Money(int(p["amount"]), str(p["currency"]).upper()),
+                             p.get("failure_code") or p.get("failure_message"))
 
     async def close(self) -> None:
         await self._http.close_async()

@@ -1,0 +1,220 @@
+"""Withdrawal: hold the funds, wait for approval (maker-checker; two admins above the tenant's
+threshold; expiry releases the hold), pay out through the gateway, then post — or void and
+return the funds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import policies
+    from workflows.contracts import (
+        CREATE_PAYOUT,
+        PAYMENT_PENDING,
+        PAYMENT_SUCCEEDED,
+        RETRIEVE_PAYOUT,
+        WITHDRAWAL_HOLD,
+        WITHDRAWAL_SETTLE,
+        ApprovalDecision,
+        DecisionRecord,
+        FlowStatus,
+        FlowStep,
+        GatewayPayout,
+        PayoutEvent,
+        PayoutRef,
+        PayoutRequest,
+        WithdrawalInput,
+        WithdrawalStep,
+        format_amount,
+    )
+
+ANSWERED = ("awaiting_approval", "refused")
+
+
+@workflow.defn(name="WithdrawalWorkflow")
+class WithdrawalWorkflow:
+    def __init__(self) -> None:
+        self._input: WithdrawalInput | None = None
+        self._state = "requested"
+        self._error: str | None = None
+        self._decisions: list[DecisionRecord] = []
+        self._ignored: list[str] = []
+        self._seen: set[str] = set()
+        self._payout: GatewayPayout | None = None
+        self._event: PayoutEvent | None = None
+        self._steps: list[FlowStep] = []
+
+    @workflow.run
+    async def run(self, inp: WithdrawalInput) -> str:
+        self._input = inp
+        self._step("requested")
+        try:
+            await workflow.execute_activity(WITHDRAWAL_HOLD, self._change("hold",
+                                                                         "awaiting_approval"),
+                                            **policies.LEDGER)
+        except ActivityError as e:
+            return await self._finish("refused", str(e.cause or e), "none")
+        self._state = "awaiting_approval"
+        self._step("funds_held")
+
+        try:
+            await workflow.wait_condition(
+                lambda: self._rejected() or self._approvals() >= inp.approvals_required,
+                timeout=timedelta(seconds=inp.approval_window_seconds))
+        except TimeoutError:
+            return await self._finish("expired", "no decision within the approval window",
+                                      "void")
+        if self._rejected():
+            return await self._finish("rejected", self._rejected(), "void")
+
+        self._state = "paying_out"
+        await workflow.execute_activity(WITHDRAWAL_SETTLE, self._change("none", "approved"),
+                                        **policies.LEDGER)
+        paid, reason = await self._pay_out(inp)
+        if not paid:
+            return await self._finish("payout_failed", reason, "void")
+        return await self._finish("paid", None, "post")
+
+    async def _pay_out(self, inp: WithdrawalInput) -> tuple[bool, str | None]:
+        try:
+            self._payout = await workflow.execute_activity(
+                CREATE_PAYOUT, PayoutRequest(inp.tenant_id, inp.flow_id, inp.amount, inp.method,
+                                             inp.destination, f"{inp.flow_id}:payout",
+                                             inp.gateway),
+                result_type=GatewayPayout, **policies.GATEWAY)
+        except ActivityError as e:
+            return False, f"payout refused: {e.cause or e}"
+        self._step("payout_created")
+        status, reason = self._payout.status, self._payout.failure_reason
+        if status == PAYMENT_PENDING:
+            try:
+                await workflow.wait_condition(lambda: self._event is not None,
+                                              timeout=timedelta(seconds=inp.payout_wait_seconds))
+                assert self._event is not None
+                status, reason = self._event.status, self._event.failure_reason
+            except TimeoutError:
+                final = await workflow.execute_activity(
+                    RETRIEVE_PAYOUT, PayoutRef(self._payout.gateway, self._payout.payout_id),
+                    result_type=GatewayPayout, **policies.GATEWAY)
+                status, reason = final.status, final.failure_reason or "not confirmed in time"
+        return status == PAYMENT_SUCCEEDED, (None if status == PAYMENT_SUCCEEDED
+                                              else f"payout {status}: {reason}")
+
+    def _change(self, action: str, status: str, error: str | None = None) -> WithdrawalStep:
+        inp = self._input
+        assert inp is not None
+        return WithdrawalStep(inp.tenant_id, inp.flow_id, inp.user_id, inp.amount, action,
+                              status, inp.daily_max,
+                              self._payout.payout_id if self._payout else None, error)
+
+    async def _finish(self, state: str, error: str | None, action: str) -> str:
+        await workflow.execute_activity(WITHDRAWAL_SETTLE, self._change(action, state, error),
+                                        **policies.LEDGER)
+        self._state, self._error = state, error  # reported once the ledger reflects it
+        self._step(state)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return state
+
+    def _approvals(self) -> int:
+        return len({d.admin for d in self._decisions if d.approve})
+
+    def _rejected(self) -> str | None:
+        for d in self._decisions:
+            if not d.approve:
+                return f"rejected by {d.admin}" + (f": {d.note}" if d.note else "")
+        return None
+
+    # -- decisions: one meaning from the API, the CLI, the Temporal UI and `temporal` ----------
+
+    def _check(self, d: ApprovalDecision) -> str | None:
+        inp = self._input
+        if inp is None or self._state != "awaiting_approval":
+            return f"not awaiting a decision ({self._state})"
+        if d.admin not in inp.admins:
+            return f"{d.admin!r} is not an admin of this tenant"
+        if d.admin == inp.requested_by:
+            return "the requester cannot approve their own withdrawal"
+        if any(x.admin == d.admin for x in self._decisions):
+            return f"{d.admin} already decided"
+        return None
+
+    def _record(self, d: ApprovalDecision, via: str) -> None:
+        self._decisions.append(DecisionRecord(d.admin, d.approve, workflow.now().isoformat(),
+                                              d.reason, via))
+        self._step(f"{'approved' if d.approve else 'rejected'}_by_{d.admin}")
+
+    @workflow.update(name="decide")
+    async def decide(self, d: ApprovalDecision) -> str:
+        """Approve or reject (API: the admin is the admin key's holder; CLI: the operator)."""
+        self._record(d, "update")
+        inp = self._input
+        assert inp is not None
+        if d.approve and self._approvals() < inp.approvals_required:
+            return f"approved ({self._approvals()} of {inp.approvals_required})"
+        return "approved" if d.approve else "rejected"
+
+    @decide.validator
+    def _validate(self, d: ApprovalDecision) -> None:
+        problem = self._check(d)
+        if problem:
+            raise ApplicationError(problem, type="decision_refused")
+
+    @workflow.signal(name="decision")
+    def decision(self, d: ApprovalDecision) -> None:
+        """The same decision from the Temporal UI ("Send a Signal") or `temporal workflow
+        signal`: {"admin": "alice", "approve": true, "decision_id": "…", "reason": "…"}.
+        Deduplicated on decision_id; a decision that fails the checks is ignored and recorded."""
+        if d.decision_id and d.decision_id in self._seen:
+            return
+        if d.decision_id:
+            self._seen.add(d.decision_id)
+        problem = self._check(d)
+        if problem:
+            self._ignored.append(f"{d.admin}: {problem}")
+            return
+        self._record(d, "signal")
+
+    @workflow.signal(name="payout_event")
+    def payout_event(self, event: PayoutEvent) -> None:
+        if event.event_id in self._seen:
+            return
+        self._seen.add(event.event_id)
+        if self._payout is None or event.payout_id != self._payout.payout_id:
+            self._ignored.append(f"{event.event_id}: other payout {event.payout_id}")
+            return
+        if self._event is None and event.status != PAYMENT_PENDING:
+            self._event = event
+
+    @workflow.update(name="outcome")
+    async def outcome(self) -> str:
+        await workflow.wait_condition(lambda: self._state in ANSWERED)
+        return self._state
+
+    @workflow.query(name="status")
+    def status(self) -> FlowStatus:
+        inp = self._input
+        assert inp is not None
+        cur = inp.amount.currency
+        details = {"method": inp.method, "destination": inp.destination,
+                   "requested_by": inp.requested_by,
+                   "approvals": f"{self._approvals()} of {inp.approvals_required}",
+                   "decisions": "; ".join(
+                       f"{d.admin} {'approved' if d.approve else 'rejected'} at {d.at} via "
+                       f"{d.via}" + (f" ({d.note})" if d.note else "") for d in self._decisions)}
+        if self._payout:
+            details["payout_id"] = self._payout.payout_id
+        if self._ignored:
+            details["ignored"] = "; ".join(self._ignored[-10:])
+        return FlowStatus(
+            flow_id=inp.flow_id, kind="withdrawal", state=self._state, tenant_id=inp.tenant_id,
+            user_id=inp.user_id, amounts={"amount": format_amount(inp.amount.amount, cur),
+                                          "currency": cur},
+            steps=list(self._steps), created_at=self._steps[0].at if self._steps else "",
+            updated_at=self._steps[-1].at if self._steps else "", error=self._error,
+            details=details)
+
+    def _step(self, name: str) -> None:
+        self._steps.append(FlowStep(name, workflow.now().isoformat()))
