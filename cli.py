@@ -98,8 +98,8 @@ async def cmd_store_add(args: argparse.Namespace) -> int:
 async def cmd_withdrawal_decide(args: argparse.Namespace) -> int:
     """Approve or reject as the named admin — the same `decide` update the API sends, so the
     workflow applies the same maker-checker rules."""
+    from api.decisions import decide
     from api.errors import ProblemError
-    from api.withdrawals import decide
     from temporal_client import connect
 
     client = await connect(get_settings())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -18,16 +17,15 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.decisions import decide
 from api.deps import admin_principal, any_principal, db_session, json_body, openapi_body
 from api.errors import PROBLEM_BASE, ProblemError
 from api.flowstart import idempotency_key, start_once
 from api.schemas import DecisionBody, RefundCreate
 from db.repositories import FlowRepository, Principal
 from workflows.contracts import (
-    ApprovalDecision,
     FlowStatus,
     Money,
     MoneyError,
@@ -142,21 +140,8 @@ async def get_refund(flow_id: str, request: Request,
 async def _decide(request: Request, flow_id: str, principal: Principal, session: AsyncSession,
                   body: DecisionBody, approve: bool) -> dict[str, Any]:
     await _refund_flow(session, principal, flow_id)
-    decision = ApprovalDecision(admin=principal.actor, approve=approve,
-                                decision_id=f"api-{secrets.token_hex(6)}", reason=body.reason)
-    try:
-        result = await request.app.state.temporal.get_workflow_handle(flow_id).execute_update(
-            "decide", decision, result_type=str)
-    except WorkflowUpdateFailedError as e:
-        cause = e.cause
-        detail = cause.message if isinstance(cause, ApplicationError) else str(cause or e)
-        code = "requester_cannot_approve" if "requester" in detail else "decision_refused"
-        raise ProblemError(403 if "requester" in detail or "not an admin" in detail else 409,
-                           code, detail) from None
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            raise ProblemError(409, "decision_refused", "the refund is already closed") from e
-        raise ProblemError(503, "temporal_unavailable", "try again later") from e
+    result = await decide(request.app.state.temporal, flow_id, principal.actor, approve,
+                          body.reason)
     return {"flow_id": flow_id, "decision": result, "admin": principal.actor}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import secrets
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -17,9 +16,9 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.decisions import decide
 from api.deps import (
     admin_principal,
     any_principal,
@@ -34,7 +33,6 @@ from api.schemas import DecisionBody, WithdrawalCreate
 from db.ledger import LedgerRepository
 from db.repositories import FlowRepository, Principal
 from workflows.contracts import (
-    ApprovalDecision,
     FlowStatus,
     Money,
     MoneyError,
@@ -158,26 +156,6 @@ async def get_withdrawal(flow_id: str, request: Request,
     status: FlowStatus = await request.app.state.temporal.get_workflow_handle(flow_id).query(
         "status", result_type=FlowStatus)
     return dataclasses.asdict(status)
-
-
-async def decide(client: Any, flow_id: str, admin: str, approve: bool,
-                 note: str | None) -> str:
-    """Send a decision as the `decide` update (API and CLI): refusals raise ProblemError."""
-    decision = ApprovalDecision(admin=admin, approve=approve,
-                                decision_id=f"update-{secrets.token_hex(6)}", reason=note)
-    try:
-        return await client.get_workflow_handle(flow_id).execute_update(
-            "decide", decision, result_type=str)
-    except WorkflowUpdateFailedError as e:
-        cause = e.cause
-        detail = cause.message if isinstance(cause, ApplicationError) else str(cause or e)
-        status = 403 if ("requester" in detail or "not an admin" in detail) else 409
-        code = "requester_cannot_approve" if "requester" in detail else "decision_refused"
-        raise ProblemError(status, code, detail) from None
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            raise ProblemError(409, "decision_refused", "the withdrawal is closed") from e
-        raise ProblemError(503, "temporal_unavailable", "try again later") from e
 
 
 @router.post("/v1/withdrawals/{flow_id}/approve", summary="Approve (admin, not the requester)")
