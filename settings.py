@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # Workflows kept in the worker's memory between tasks. A top-up waiting for its payment
     # costs ~0.12 MB cached; an evicted one is replayed from history when its webhook arrives.
     worker_max_cached_workflows: int = 500
+    # Fan the event outbox out into outbound webhook deliveries (one dispatcher is enough;
+    # several are safe).
+    run_dispatcher: bool = True
 
     # API
     api_host: str = "127.0.0.1"

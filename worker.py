@@ -18,6 +18,7 @@ from activities.gateways import PaymentGateway
 from activities.gateways.stripe_gateway import StripeGateway
 from activities.ledger import LedgerActivities
 from activities.orders import OrderActivities
+from activities.outbound import Dispatcher, WebhookActivities
 from activities.purchases import PurchaseActivities
 from activities.refunds import RefundActivities
 from activities.withdrawals import WithdrawalActivities
@@ -30,10 +31,11 @@ from workflows.order_payment import OrderPaymentWorkflow
 from workflows.purchase_credit import PurchaseCreditWorkflow
 from workflows.refund import RefundWorkflow
 from workflows.topup import TopUpWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 from workflows.withdrawal import WithdrawalWorkflow
 
 WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow, OrderPaymentWorkflow, RefundWorkflow,
-             CampaignWorkflow, DonationWorkflow, WithdrawalWorkflow]
+             CampaignWorkflow, DonationWorkflow, WithdrawalWorkflow, WebhookDeliveryWorkflow]
 
 
 def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
@@ -52,6 +54,7 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
     refunds = RefundActivities(sessions)
     campaigns = CampaignActivities(sessions)
     withdrawals = WithdrawalActivities(sessions)
+    webhooks = WebhookActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
@@ -66,6 +69,8 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
             campaigns.donate,
             campaigns.close,
             withdrawals.hold,
+            webhooks.deliver,
+            webhooks.give_up,
             withdrawals.settle,
             gateway.create_payout,
             gateway.retrieve_payout,
@@ -94,8 +99,14 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     logging.info("worker polling task queue %s", settings.temporal_task_queue)
+    dispatcher = None
+    if settings.run_dispatcher:
+        dispatcher = asyncio.create_task(
+            Dispatcher(client, session_factory(engine), settings.temporal_task_queue).run())
     async with worker:
         await stop.wait()
+    if dispatcher:
+        dispatcher.cancel()
     for gw in gateways.values():
         await gw.close()
     await engine.dispose()

@@ -21,6 +21,7 @@ from api import (
     topups,
     users,
     wallets,
+    webhook_endpoints,
     webhooks,
     withdrawals,
 )
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     for module in (topups, orders, refunds, campaigns, withdrawals, users, wallets, flows,
-                   webhooks, purchases, store_webhooks, analytics, settings_routes, health):
+                   webhooks, purchases, store_webhooks, analytics, settings_routes,
+                   webhook_endpoints, health):
         app.include_router(module.router)
     return app
 

@@ -139,3 +139,9 @@ class WithdrawalCreate(Strict):
     method: Literal["bank_transfer", "mobile_money", "paypal", "crypto"]
     destination: str = Field(min_length=1, max_length=200,
                              description="IBAN / phone / PayPal email / wallet address")
+
+
+class WebhookEndpointCreate(Strict):
+    url: str = Field(max_length=2000, pattern=r"^https?://", examples=["https://shop.example/hooks"])
+    event_types: list[str] = Field(default_factory=list, max_length=50,
+                                   description="empty: every event")

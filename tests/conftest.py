@@ -4,6 +4,7 @@ worker)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -18,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from activities.outbound import Dispatcher
 from api.app import create_app
 from db.engine import async_url, create_engine, embedded_postgres_url, session_factory
 from db.ledger import LedgerRepository
@@ -158,8 +160,11 @@ async def api(start_api: ApiFactory, standin: LiveServer) -> LiveServer:
 async def worker(temporal_env: WorkflowEnvironment, settings: Settings,
                  sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
     gateways = build_gateways(settings)
+    dispatcher = asyncio.create_task(Dispatcher(temporal_env.client, sessions, TASK_QUEUE,
+                                                interval=0.2).run())
     async with build_worker(temporal_env.client, TASK_QUEUE, sessions, gateways):
         yield
+    dispatcher.cancel()
     for gw in gateways.values():
         await gw.close()
 

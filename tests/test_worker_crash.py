@@ -56,7 +56,7 @@ async def crash_setup(start_api, database_url, temporal_address, standin, api):
            "TEMPORAL_TASK_QUEUE": queue, "STRIPE_API_KEY": STRIPE_KEY,
            "STRIPE_API_BASE": standin.url, "STRIPE_CHECKOUT_BASE": standin.url,
            "STRIPE_WEBHOOK_SECRETS": WEBHOOK_SECRET, "STRIPE_TIMEOUT_SECONDS": "2",
-           "DB_POOL_SIZE": "3"}
+           "DB_POOL_SIZE": "3", "RUN_DISPATCHER": "false"}
     worker = WorkerProcess(env)
     worker.start()
     server = await start_api(temporal_task_queue=queue)

@@ -641,3 +641,17 @@ class DecisionRecord:
     at: str
     note: str | None
     via: str  # "update" (API / CLI) or "signal" (Temporal UI / temporal workflow signal)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outbound webhooks
+# ---------------------------------------------------------------------------------------------
+
+DELIVER_WEBHOOK = "webhooks.deliver"
+
+
+@dataclass
+class DeliveryInput:
+    delivery_id: str  # also the webhook-id header, stable across retries and resends
+    tenant_id: str
+GIVE_UP_WEBHOOK = "webhooks.give_up"

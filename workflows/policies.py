@@ -35,3 +35,16 @@ GATEWAY = {
         non_retryable_error_types=["gateway_refused"],
     ),
 }
+
+# Outbound webhooks: 15 s per attempt (the endpoint's own timeout), backoff from 1 s doubling
+# up to an hour, for a day; a 410 (endpoint gone) or a disabled endpoint is final.
+WEBHOOK_DELIVERY = {
+    "start_to_close_timeout": timedelta(seconds=20),
+    "schedule_to_close_timeout": timedelta(hours=24),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(hours=1),
+        non_retryable_error_types=["endpoint_gone", "endpoint_disabled"],
+    ),
+}

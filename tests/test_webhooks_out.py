@@ -1,0 +1,149 @@
+"""Outbound webhooks in the Standard Webhooks format, verified by a receiver built on the
+`standardwebhooks` package: retries with the same webhook-id, 410 disables, rotation signs
+with both secrets, a delivery can be re-sent."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import text
+from standardwebhooks import Webhook
+
+from tests.support import LiveServer, Tenant, eventually
+from tests.test_orders import fund
+
+
+@dataclass
+class Receiver:
+    fail_next: int = 0
+    gone: bool = False
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/hook")
+        async def hook(request: Request) -> Response:
+            self.received.append({"body": (await request.body()).decode(),
+                                  "headers": dict(request.headers)})
+            if self.gone:
+                return Response(status_code=410)
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return Response(status_code=500)
+            return Response(status_code=204)
+
+        return app
+
+
+@pytest.fixture
+async def receiver() -> Any:
+    r = Receiver()
+    server = await LiveServer(r.app()).start()
+    yield r, server.url + "/hook"
+    await server.stop()
+
+
+async def dev_mode(sessions, tenant: Tenant) -> None:
+    async with sessions.begin() as s:
+        await s.execute(text("UPDATE tenants SET settings = settings || '{\"development\": true}'"
+                             " WHERE id = :t"), {"t": tenant.id})
+
+
+async def endpoint(http, tenant: Tenant, url: str, types: list[str] | None = None) -> dict:
+    r = await http.post("/v1/webhook-endpoints", json={"url": url, "event_types": types or []},
+                        headers=tenant.admin)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def campaign_event(http, sessions, tenant: Tenant, cid: str) -> None:
+    """Create a capped campaign and fill it: donation.completed and campaign.closed."""
+    await fund(sessions, tenant, 1000)
+    r = await http.post("/v1/campaigns", json={
+        "campaign_id": cid, "name": cid, "currency": "EUR", "target": "5.00",
+        "ends_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()}, headers=tenant.admin)
+    assert r.status_code == 201, r.text
+    r = await http.post(f"/v1/campaigns/{cid}/donations", json={
+        "user_id": "user-1", "amount": "5.00", "currency": "EUR"},
+        headers={**tenant.client, "Idempotency-Key": f"don-{cid}"})
+    assert r.status_code == 201, r.text
+
+
+async def test_delivery_is_signed_and_retried_with_the_same_id(http, sessions, receiver,
+                                                                tenant) -> None:
+    rec, url = receiver
+    await dev_mode(sessions, tenant)
+    ep = await endpoint(http, tenant, url, ["campaign.closed"])
+    assert ep["secret"].startswith("whsec_")
+    rec.fail_next = 3
+    await campaign_event(http, sessions, tenant, "c1")
+    await eventually(lambda: _count(rec), lambda n: n >= 4, within=40)
+    ids = {r["headers"]["webhook-id"] for r in rec.received}
+    assert len(ids) == 1 and len(rec.received) == 4
+    for r in rec.received:
+        payload = Webhook(ep["secret"]).verify(r["body"], r["headers"])
+        assert payload["type"] == "campaign.closed"
+        assert payload["data"] == {"campaign_id": "c1", "reason": "target_reached"}
+    deliveries = (await http.get("/v1/webhook-deliveries", headers=tenant.admin)).json()["data"]
+    [d] = deliveries
+    assert (d["status"], [a["status_code"] for a in d["attempts"]]) == (
+        "delivered", [500, 500, 500, 204])
+    # Re-sending keeps the webhook-id.
+    r = await http.post(f"/v1/webhook-deliveries/{d['id']}/resend", headers=tenant.admin)
+    assert r.status_code == 202
+    await eventually(lambda: _count(rec), lambda n: n == 5)
+    assert rec.received[-1]["headers"]["webhook-id"] == d["id"]
+
+
+async def _count(rec: Receiver) -> int:
+    return len(rec.received)
+
+
+async def test_410_disables_the_endpoint(http, sessions, receiver, tenant) -> None:
+    rec, url = receiver
+    await dev_mode(sessions, tenant)
+    ep = await endpoint(http, tenant, url, ["donation.completed"])
+    rec.gone = True
+    await campaign_event(http, sessions, tenant, "c2")
+
+    async def listed() -> dict:
+        data = (await http.get("/v1/webhook-endpoints", headers=tenant.admin)).json()["data"]
+        return next(e for e in data if e["id"] == ep["id"])
+    gone = await eventually(listed, lambda e: e["disabled_at"] is not None)
+    assert gone["disabled_reason"] == "410 Gone"
+    assert len(rec.received) == 1
+
+
+async def test_rotation_signs_with_both_secrets(http, sessions, receiver, tenant) -> None:
+    rec, url = receiver
+    await dev_mode(sessions, tenant)
+    ep = await endpoint(http, tenant, url, ["campaign.closed"])
+    rotated = (await http.post(f"/v1/webhook-endpoints/{ep['id']}/rotate",
+                               headers=tenant.admin)).json()
+    assert rotated["secret"] != ep["secret"]
+    await campaign_event(http, sessions, tenant, "c3")
+    await eventually(lambda: _count(rec), lambda n: n >= 1)
+    r = rec.received[0]
+    assert len(r["headers"]["webhook-signature"].split(" ")) == 2
+    for secret in (ep["secret"], rotated["secret"]):
+        assert Webhook(secret).verify(r["body"], r["headers"])["type"] == "campaign.closed"
+
+
+async def test_private_urls_need_development_mode_and_an_admin(http, tenant) -> None:
+    for url in ("http://127.0.0.1:9/hook", "http://10.0.0.5/hook", "http://169.254.169.254/x",
+                "http://localhost/hook"):
+        r = await http.post("/v1/webhook-endpoints", json={"url": url}, headers=tenant.admin)
+        assert (r.status_code, r.json()["code"]) == (422, "url_not_allowed"), url
+    r = await http.post("/v1/webhook-endpoints", json={"url": "https://example.com/hook"},
+                        headers=tenant.client)
+    assert r.status_code == 403
+    r = await http.post("/v1/webhook-endpoints", json={"url": "ftp://example.com/x"},
+                        headers=tenant.admin)
+    assert r.status_code == 422
+    assert json.loads(json.dumps(r.json()))["code"] == "validation_error"
