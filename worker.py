@@ -70,6 +70,7 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
             campaigns.close,
             withdrawals.hold,
             webhooks.deliver,
+            webhooks.emit,
             webhooks.give_up,
             withdrawals.settle,
             gateway.create_payout,

@@ -6,6 +6,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.campaigns import emit
 from workflows.contracts import ORDER_RECORD, OrderStatusUpdate
 
 
@@ -22,3 +23,8 @@ class OrderActivities:
                 "WHERE tenant_id = :t AND order_id = :o"),
                 {"s": update.status, "e": update.error, "p": update.payment_id,
                  "t": update.tenant_id, "o": update.order_id})
+            if update.status in ("paid", "failed"):
+                await emit(session, update.tenant_id, f"order.{update.status}:{update.order_id}",
+                           f"order.{update.status}", {"order_id": update.order_id,
+                                                      **({"error": update.error}
+                                                         if update.error else {})})

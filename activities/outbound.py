@@ -22,7 +22,13 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
-from workflows.contracts import DELIVER_WEBHOOK, GIVE_UP_WEBHOOK, DeliveryInput
+from workflows.contracts import (
+    DELIVER_WEBHOOK,
+    EMIT_EVENT,
+    GIVE_UP_WEBHOOK,
+    DeliveryInput,
+    EventOut,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +97,13 @@ class WebhookActivities:
             raise ApplicationError("the endpoint answered 410 Gone", type="endpoint_gone",
                                    non_retryable=True)
         raise ApplicationError(f"endpoint answered {status or error}", type="delivery_failed")
+
+    @activity.defn(name=EMIT_EVENT)
+    async def emit(self, event: EventOut) -> None:
+        from activities.campaigns import emit
+
+        async with self.sessions.begin() as session:
+            await emit(session, event.tenant_id, event.key, event.type, dict(event.payload))
 
     @activity.defn(name=GIVE_UP_WEBHOOK)
     async def give_up(self, inp: DeliveryInput, reason: str) -> None:

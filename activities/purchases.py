@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.campaigns import emit
 from db.ledger import LedgerError, LedgerRepository
 from workflows.contracts import (
     POINTS,
@@ -25,6 +26,7 @@ from workflows.contracts import (
     RewardsPolicy,
     TransferRequest,
     cashback_for,
+    format_amount,
     points_for,
 )
 
@@ -142,5 +144,12 @@ class PurchaseActivities:
                      "cb": step.hold_amount,
                      "rel": datetime.fromisoformat(step.release_at) if step.release_at else None,
                      "t": step.tenant_id, "o": step.store_order_id})
+                if step.state in ("pending", "available", "reversed"):
+                    await emit(session, step.tenant_id,
+                               f"cashback.{step.state}:{step.flow_id}:{step.hold_key or ''}",
+                               f"cashback.{step.state}",
+                               {"store_order_id": step.store_order_id, "user_id": step.user_id,
+                                "currency": step.currency,
+                                "amount": format_amount(step.hold_amount, step.currency)})
         except LedgerError as e:
             raise ApplicationError(str(e), type=e.code, non_retryable=True) from e

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.campaigns import emit
 from db.ledger import InsufficientFunds, LedgerRepository
 from workflows.contracts import (
     POINTS,
@@ -24,6 +25,7 @@ from workflows.contracts import (
     RefundReservation,
     RefundSettlement,
     TransferRequest,
+    format_amount,
     round_half_up,
 )
 
@@ -102,6 +104,11 @@ class RefundActivities:
                     "WHERE tenant_id = :t AND order_id = :o"),
                     {"r": refunded, "st": "refunded" if refunded == order["amount"]
                      else "partially_refunded", "t": s.tenant_id, "o": s.order_id})
+                await emit(session, s.tenant_id, f"refund.completed:{s.flow_id}",
+                           "refund.completed", {"flow_id": s.flow_id, "order_id": s.order_id,
+                                                "currency": s.currency,
+                                                "amount": format_amount(s.wallet + s.card,
+                                                                        s.currency)})
             elif s.outcome == "released":
                 await session.execute(text(
                     "UPDATE orders SET reserved_refunds = reserved_refunds - :a, "

@@ -147,3 +147,27 @@ async def test_private_urls_need_development_mode_and_an_admin(http, tenant) -> 
                         headers=tenant.admin)
     assert r.status_code == 422
     assert json.loads(json.dumps(r.json()))["code"] == "validation_error"
+
+
+async def test_flows_emit_their_events(http, stripe_ctl, sessions, receiver, tenant) -> None:
+    rec, url = receiver
+    await dev_mode(sessions, tenant)
+    ep = await endpoint(http, tenant, url)  # every event type
+    r = await http.post("/v1/topups", json={"user_id": "user-1", "amount": "20.00",
+                                            "currency": "EUR"},
+                        headers={**tenant.client, "Idempotency-Key": "ev-topup"})
+    await stripe_ctl.post(f"/_standin/payment_intents/{r.json()['payment']['payment_id']}"
+                          "/succeed")
+    r = await http.post("/v1/orders", json={"order_id": "ev-1", "user_id": "user-1",
+                                            "amount": "5.00", "currency": "EUR",
+                                            "method": "wallet"},
+                        headers={**tenant.client, "Idempotency-Key": "ev-order"})
+    assert r.status_code == 201, r.text
+
+    async def types() -> set[str]:
+        return {Webhook(ep["secret"]).verify(x["body"], x["headers"])["type"]
+                for x in rec.received}
+    got = await eventually(types, lambda t: {"topup.completed", "order.paid"} <= t)
+    topup = next(json.loads(x["body"]) for x in rec.received
+                 if json.loads(x["body"])["type"] == "topup.completed")
+    assert topup["data"]["amount"] == "20.00" and "order.paid" in got

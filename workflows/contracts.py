@@ -655,3 +655,14 @@ class DeliveryInput:
     delivery_id: str  # also the webhook-id header, stable across retries and resends
     tenant_id: str
 GIVE_UP_WEBHOOK = "webhooks.give_up"
+EMIT_EVENT = "events.emit"
+
+
+@dataclass
+class EventOut:
+    """A business event for the tenant's webhook endpoints (recorded once per key)."""
+
+    tenant_id: str
+    key: str
+    type: str
+    payload: dict[str, str]

@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         CANCEL_PAYMENT,
         CREATE_PAYMENT,
+        EMIT_EVENT,
         PAYMENT_PENDING,
         PAYMENT_SUCCEEDED,
         POINTS,
@@ -20,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         AccountRef,
         CheckoutInfo,
         CreatePaymentRequest,
+        EventOut,
         FlowStatus,
         FlowStep,
         GatewayPayment,
@@ -150,6 +152,15 @@ class TopUpWorkflow:
 
     async def _finish(self, state: str, error: str | None) -> TopUpResult:
         self._state, self._error = state, error
+        assert self._input is not None
+        inp = self._input
+        await workflow.execute_activity(EMIT_EVENT, EventOut(
+            inp.tenant_id, f"topup:{inp.flow_id}",
+            "topup.completed" if state == "completed" else "topup.failed",
+            {"flow_id": inp.flow_id, "user_id": inp.user_id, "state": state,
+             "amount": format_amount(inp.credit.amount, inp.credit.currency),
+             "currency": inp.credit.currency, **({"error": error} if error else {})}),
+            **policies.LEDGER)
         self._step(state)
         await workflow.wait_condition(workflow.all_handlers_finished)
         assert self._input is not None
