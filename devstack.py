@@ -85,7 +85,8 @@ def main() -> int:
                                  "--state-file", str(state / "stripe-standin.json")])
         wait_port("127.0.0.1", 12111, "the Stripe stand-in")
 
-    # 4. Worker and API
+    # 4. Worker (its Temporal SDK metrics on :9464) and API
+    env.setdefault("WORKER_METRICS_ADDRESS", "127.0.0.1:9464")
     spawn("worker", [sys.executable, str(ROOT / "worker.py")])
     spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory",
                   "--host", settings.api_host, "--port", str(settings.api_port)])
@@ -122,6 +123,7 @@ def main() -> int:
 walletflow is running
   API docs      {api_url}/docs
   Temporal UI   http://127.0.0.1:{ui_port}
+  metrics       {api_url}/metrics (API), http://{env["WORKER_METRICS_ADDRESS"]}/metrics (worker)
   Stripe        {env.get('STRIPE_API_BASE', 'https://api.stripe.com')}
   demo tenant   {demo['slug']} ({demo['tenant_id']}), demo user: alice
   client key    {demo['client_key']}

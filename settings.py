@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # Fan the event outbox out into outbound webhook deliveries (one dispatcher is enough;
     # several are safe).
     run_dispatcher: bool = True
+    # host:port of the worker's Prometheus endpoint (Temporal SDK metrics); unset: off
+    worker_metrics_address: str | None = None
 
     # API
     api_host: str = "127.0.0.1"

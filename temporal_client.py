@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from settings import Settings
 
 
-async def connect(settings: Settings) -> Client:
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime exposing the SDK's worker metrics on a Prometheus endpoint."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     tls: TLSConfig | bool = settings.temporal_tls
     if settings.temporal_tls_cert_path and settings.temporal_tls_key_path:
         tls = TLSConfig(
@@ -19,4 +25,5 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key,
         tls=tls if (tls or settings.temporal_api_key) else False,
+        runtime=runtime,
     )

@@ -24,7 +24,7 @@ from activities.refunds import RefundActivities
 from activities.withdrawals import WithdrawalActivities
 from db.engine import create_engine, resolve_database_url, session_factory
 from settings import Settings, get_settings
-from temporal_client import connect
+from temporal_client import connect, metrics_runtime
 from workflows.campaign import CampaignWorkflow
 from workflows.donation import DonationWorkflow
 from workflows.order_payment import OrderPaymentWorkflow
@@ -93,7 +93,9 @@ async def main() -> None:
     engine = create_engine(await resolve_database_url(settings.database_url, settings.state_dir),
                            settings.db_pool_size)
     gateways = build_gateways(settings)
-    client = await connect(settings)
+    runtime = (metrics_runtime(settings.worker_metrics_address)
+               if settings.worker_metrics_address else None)
+    client = await connect(settings, runtime)
     worker = build_worker(client, settings.temporal_task_queue, session_factory(engine), gateways,
                           max_cached_workflows=settings.worker_max_cached_workflows)
     stop = asyncio.Event()

@@ -13,6 +13,7 @@ from api import (
     errors,
     flows,
     health,
+    metrics,
     orders,
     purchases,
     refunds,
@@ -52,9 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
+    metrics.install(app)
     for module in (topups, orders, refunds, campaigns, withdrawals, users, wallets, flows,
                    webhooks, purchases, store_webhooks, analytics, settings_routes,
-                   webhook_endpoints, health):
+                   webhook_endpoints, metrics, health):
         app.include_router(module.router)
     return app
 

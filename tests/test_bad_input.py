@@ -111,3 +111,22 @@ async def test_unknown_routes_and_wallets_are_problems(http, tenant) -> None:
     r = await http.get("/v1/wallets/user-1/transactions", params={"cursor": "%%%"},
                        headers=tenant.client)
     assert (r.status_code, r.json()["code"]) == (400, "invalid_cursor")
+
+
+async def test_metrics_are_prometheus_and_move(http, tenant) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def requests_total(text: str) -> float:
+        for family in text_string_to_metric_families(text):
+            if family.name == "walletflow_http_requests":
+                return sum(s.value for s in family.samples
+                           if s.name == "walletflow_http_requests_total"
+                           and s.labels.get("route") == "/v1/wallets/{user_id}")
+        return 0.0
+
+    before = requests_total((await http.get("/metrics")).text)
+    for _ in range(3):
+        await http.get("/v1/wallets/user-1", headers=tenant.client)
+    r = await http.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert requests_total(r.text) - before == 3
