@@ -167,8 +167,8 @@ class OrderPaymentWorkflow:
             self._step("holds_voided")
 
     async def _finish(self, state: str, error: str | None) -> str:
-        self._state, self._error = state, error
         await self._record(state, error=error)
+        self._state, self._error = state, error  # reported once the order row says so
         self._step(state)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state

@@ -148,9 +148,10 @@ class RefundWorkflow:
 
     async def _finish(self, state: str, error: str | None, release: bool) -> str:
         """Record the end; ``release`` gives back the capacity this refund had reserved."""
-        self._state, self._error = state, error
+        self._error = error
         if state != "refunded":
             await self._settle("released" if release else "closed", state)
+        self._state = state  # reported once the database says so
         self._step(state)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state

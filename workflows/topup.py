@@ -151,7 +151,6 @@ class TopUpWorkflow:
         return posted
 
     async def _finish(self, state: str, error: str | None) -> TopUpResult:
-        self._state, self._error = state, error
         assert self._input is not None
         inp = self._input
         await workflow.execute_activity(EMIT_EVENT, EventOut(
@@ -161,6 +160,7 @@ class TopUpWorkflow:
              "amount": format_amount(inp.credit.amount, inp.credit.currency),
              "currency": inp.credit.currency, **({"error": error} if error else {})}),
             **policies.LEDGER)
+        self._state, self._error = state, error  # reported once its event is recorded
         self._step(state)
         await workflow.wait_condition(workflow.all_handlers_finished)
         assert self._input is not None
