@@ -11,6 +11,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import policies
+    from workflows.approvals import Approvals
     from workflows.contracts import (
         CREATE_REFUND,
         PAYMENT_PENDING,
@@ -47,7 +48,7 @@ class RefundWorkflow:
         self._input: RefundInput | None = None
         self._state = "requested"
         self._error: str | None = None
-        self._decision: ApprovalDecision | None = None
+        self._approvals: Approvals | None = None
         self._ignored: list[str] = []
         self._plan: RefundPlan | None = None
         self._refund: GatewayRefund | None = None
@@ -58,20 +59,21 @@ class RefundWorkflow:
     @workflow.run
     async def run(self, inp: RefundInput) -> str:
         self._input = inp
+        self._approvals = approvals = Approvals(inp.admins, inp.requested_by, 1, "refund")
         self._step("requested")
         if inp.needs_approval:
             self._state = "awaiting_approval"
+            approvals.open = True
             try:
-                await workflow.wait_condition(lambda: self._decision is not None,
-                                              timeout=timedelta(
-                                                  seconds=inp.approval_window_seconds))
+                await workflow.wait_condition(lambda: approvals.done, timeout=timedelta(
+                    seconds=inp.approval_window_seconds))
             except TimeoutError:
                 return await self._finish("expired", "no decision within the approval window",
                                           release=False)
-            assert self._decision is not None
-            if not self._decision.approve:
-                return await self._finish("rejected", self._decision.reason or "rejected",
-                                          release=False)
+            finally:
+                approvals.open = False
+            if approvals.rejection:
+                return await self._finish("rejected", approvals.rejection, release=False)
             self._state = "processing"
 
         try:
@@ -158,27 +160,16 @@ class RefundWorkflow:
 
     # -- messages ---------------------------------------------------------------------------
 
-    def _check(self, d: ApprovalDecision) -> str | None:
-        assert self._input is not None
-        if self._state != "awaiting_approval" or self._decision is not None:
-            return f"not awaiting a decision ({self._state})"
-        if d.admin not in self._input.admins:
-            return f"{d.admin!r} is not an admin of this tenant"
-        if d.admin == self._input.requested_by:
-            return "the requester cannot approve their own refund"
-        return None
-
     @workflow.update(name="decide")
     async def decide(self, d: ApprovalDecision) -> str:
         """An admin approves or rejects (from the API: the admin is the admin key's holder)."""
-        self._decision = d
-        self._step("approved" if d.approve else "rejected_by_admin")
-        await workflow.wait_condition(lambda: self._state not in ("awaiting_approval",))
-        return "approved" if d.approve else "rejected"
+        assert self._approvals is not None
+        self._step(self._approvals.record(d, "update"))
+        return self._approvals.answer(d)
 
     @decide.validator
     def _validate_decide(self, d: ApprovalDecision) -> None:
-        problem = self._check(d)
+        problem = self._approvals.check(d) if self._approvals else "not started"
         if problem:
             raise ApplicationError(problem, type="decision_refused")
 
@@ -186,11 +177,8 @@ class RefundWorkflow:
     def decision(self, d: ApprovalDecision) -> None:
         """The same decision from the Temporal UI or `temporal workflow signal`: the payload
         names the admin; anything that fails the checks is ignored and recorded."""
-        problem = self._check(d)
-        if problem:
-            self._ignored.append(f"{d.admin}: {problem}")
-            return
-        self._decision = d
+        if self._approvals and (step := self._approvals.from_signal(d)):
+            self._step(step)
 
     @workflow.signal(name="refund_event")
     def refund_event(self, event: RefundEvent) -> None:
@@ -221,10 +209,10 @@ class RefundWorkflow:
                            card_part=format_amount(self._plan.card, cur))
         if self._refund:
             details["gateway_refund_id"] = self._refund.refund_id
-        if self._decision:
-            details["decided_by"] = self._decision.admin
+        if self._approvals and inp.needs_approval:
+            details.update(self._approvals.summary())
         if self._ignored:
-            details["ignored"] = "; ".join(self._ignored[-10:])
+            details["ignored_events"] = "; ".join(self._ignored[-10:])
         return FlowStatus(
             flow_id=inp.flow_id, kind="refund", state=self._state, tenant_id=inp.tenant_id,
             user_id=inp.user_id, amounts={"refund": format_amount(inp.amount.amount, cur),

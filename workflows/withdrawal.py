@@ -11,6 +11,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import policies
+    from workflows.approvals import Approvals
     from workflows.contracts import (
         CREATE_PAYOUT,
         PAYMENT_PENDING,
@@ -19,7 +20,6 @@ with workflow.unsafe.imports_passed_through():
         WITHDRAWAL_HOLD,
         WITHDRAWAL_SETTLE,
         ApprovalDecision,
-        DecisionRecord,
         FlowStatus,
         FlowStep,
         GatewayPayout,
@@ -40,7 +40,7 @@ class WithdrawalWorkflow:
         self._input: WithdrawalInput | None = None
         self._state = "requested"
         self._error: str | None = None
-        self._decisions: list[DecisionRecord] = []
+        self._approvals: Approvals | None = None
         self._ignored: list[str] = []
         self._seen: set[str] = set()
         self._payout: GatewayPayout | None = None
@@ -50,6 +50,8 @@ class WithdrawalWorkflow:
     @workflow.run
     async def run(self, inp: WithdrawalInput) -> str:
         self._input = inp
+        self._approvals = approvals = Approvals(inp.admins, inp.requested_by,
+                                                inp.approvals_required, "withdrawal")
         self._step("requested")
         try:
             await workflow.execute_activity(WITHDRAWAL_HOLD, self._change("hold",
@@ -58,17 +60,19 @@ class WithdrawalWorkflow:
         except ActivityError as e:
             return await self._finish("refused", str(e.cause or e), "none")
         self._state = "awaiting_approval"
+        approvals.open = True
         self._step("funds_held")
 
         try:
-            await workflow.wait_condition(
-                lambda: self._rejected() or self._approvals() >= inp.approvals_required,
-                timeout=timedelta(seconds=inp.approval_window_seconds))
+            await workflow.wait_condition(lambda: approvals.done,
+                                          timeout=timedelta(seconds=inp.approval_window_seconds))
         except TimeoutError:
             return await self._finish("expired", "no decision within the approval window",
                                       "void")
-        if self._rejected():
-            return await self._finish("rejected", self._rejected(), "void")
+        finally:
+            approvals.open = False
+        if approvals.rejection:
+            return await self._finish("rejected", approvals.rejection, "void")
 
         self._state = "paying_out"
         await workflow.execute_activity(WITHDRAWAL_SETTLE, self._change("none", "approved"),
@@ -118,47 +122,18 @@ class WithdrawalWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
 
-    def _approvals(self) -> int:
-        return len({d.admin for d in self._decisions if d.approve})
-
-    def _rejected(self) -> str | None:
-        for d in self._decisions:
-            if not d.approve:
-                return f"rejected by {d.admin}" + (f": {d.note}" if d.note else "")
-        return None
-
     # -- decisions: one meaning from the API, the CLI, the Temporal UI and `temporal` ----------
-
-    def _check(self, d: ApprovalDecision) -> str | None:
-        inp = self._input
-        if inp is None or self._state != "awaiting_approval":
-            return f"not awaiting a decision ({self._state})"
-        if d.admin not in inp.admins:
-            return f"{d.admin!r} is not an admin of this tenant"
-        if d.admin == inp.requested_by:
-            return "the requester cannot approve their own withdrawal"
-        if any(x.admin == d.admin for x in self._decisions):
-            return f"{d.admin} already decided"
-        return None
-
-    def _record(self, d: ApprovalDecision, via: str) -> None:
-        self._decisions.append(DecisionRecord(d.admin, d.approve, workflow.now().isoformat(),
-                                              d.reason, via))
-        self._step(f"{'approved' if d.approve else 'rejected'}_by_{d.admin}")
 
     @workflow.update(name="decide")
     async def decide(self, d: ApprovalDecision) -> str:
         """Approve or reject (API: the admin is the admin key's holder; CLI: the operator)."""
-        self._record(d, "update")
-        inp = self._input
-        assert inp is not None
-        if d.approve and self._approvals() < inp.approvals_required:
-            return f"approved ({self._approvals()} of {inp.approvals_required})"
-        return "approved" if d.approve else "rejected"
+        assert self._approvals is not None
+        self._step(self._approvals.record(d, "update"))
+        return self._approvals.answer(d)
 
     @decide.validator
     def _validate(self, d: ApprovalDecision) -> None:
-        problem = self._check(d)
+        problem = self._approvals.check(d) if self._approvals else "not started"
         if problem:
             raise ApplicationError(problem, type="decision_refused")
 
@@ -167,15 +142,8 @@ class WithdrawalWorkflow:
         """The same decision from the Temporal UI ("Send a Signal") or `temporal workflow
         signal`: {"admin": "alice", "approve": true, "decision_id": "…", "reason": "…"}.
         Deduplicated on decision_id; a decision that fails the checks is ignored and recorded."""
-        if d.decision_id and d.decision_id in self._seen:
-            return
-        if d.decision_id:
-            self._seen.add(d.decision_id)
-        problem = self._check(d)
-        if problem:
-            self._ignored.append(f"{d.admin}: {problem}")
-            return
-        self._record(d, "signal")
+        if self._approvals and (step := self._approvals.from_signal(d)):
+            self._step(step)
 
     @workflow.signal(name="payout_event")
     def payout_event(self, event: PayoutEvent) -> None:
@@ -200,14 +168,11 @@ class WithdrawalWorkflow:
         cur = inp.amount.currency
         details = {"method": inp.method, "destination": inp.destination,
                    "requested_by": inp.requested_by,
-                   "approvals": f"{self._approvals()} of {inp.approvals_required}",
-                   "decisions": "; ".join(
-                       f"{d.admin} {'approved' if d.approve else 'rejected'} at {d.at} via "
-                       f"{d.via}" + (f" ({d.note})" if d.note else "") for d in self._decisions)}
+                   **(self._approvals.summary() if self._approvals else {})}
         if self._payout:
             details["payout_id"] = self._payout.payout_id
         if self._ignored:
-            details["ignored"] = "; ".join(self._ignored[-10:])
+            details["ignored_events"] = "; ".join(self._ignored[-10:])
         return FlowStatus(
             flow_id=inp.flow_id, kind="withdrawal", state=self._state, tenant_id=inp.tenant_id,
             user_id=inp.user_id, amounts={"amount": format_amount(inp.amount.amount, cur),

@@ -1,0 +1,83 @@
+"""Maker-checker bookkeeping for flows that wait for admins (refunds above a threshold,
+withdrawals): who may decide, who decided, what was ignored. Sandbox-pure; the flow owns the
+Temporal handlers and calls this for their meaning, so the API's update, the CLI, the Temporal
+UI's signal and `temporal workflow signal` all mean the same."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.contracts import ApprovalDecision, DecisionRecord
+
+
+class Approvals:
+    def __init__(self, admins: list[str], requester: str, required: int, what: str):
+        self.admins, self.requester = admins, requester
+        self.required, self.what = required, what
+        self.open = False  # the flow sets it while it waits for decisions
+        self.decisions: list[DecisionRecord] = []
+        self.ignored: list[str] = []
+        self._seen: set[str] = set()
+
+    def check(self, d: ApprovalDecision) -> str | None:
+        """Why this decision cannot count, or None."""
+        if not self.open or self.done:
+            return "not awaiting a decision"
+        if d.admin not in self.admins:
+            return f"{d.admin!r} is not an admin of this tenant"
+        if d.admin == self.requester:
+            return f"the requester cannot approve their own {self.what}"
+        if any(x.admin == d.admin for x in self.decisions):
+            return f"{d.admin} already decided"
+        return None
+
+    def record(self, d: ApprovalDecision, via: str) -> str:
+        """Count a checked decision; returns the step name for the flow's history."""
+        self.decisions.append(DecisionRecord(d.admin, d.approve, workflow.now().isoformat(),
+                                             d.reason, via))
+        return f"{'approved' if d.approve else 'rejected'}_by_{d.admin}"
+
+    def from_signal(self, d: ApprovalDecision) -> str | None:
+        """A signalled decision: deduplicated on decision_id, ignored (and listed) when it fails
+        the checks; returns the step name when it counted."""
+        if d.decision_id:
+            if d.decision_id in self._seen:
+                return None
+            self._seen.add(d.decision_id)
+        problem = self.check(d)
+        if problem:
+            self.ignored.append(f"{d.admin}: {problem}")
+            return None
+        return self.record(d, "signal")
+
+    @property
+    def approvals(self) -> int:
+        return len({d.admin for d in self.decisions if d.approve})
+
+    @property
+    def rejection(self) -> str | None:
+        for d in self.decisions:
+            if not d.approve:
+                return f"rejected by {d.admin}" + (f": {d.note}" if d.note else "")
+        return None
+
+    @property
+    def done(self) -> bool:
+        return self.rejection is not None or self.approvals >= self.required
+
+    def answer(self, d: ApprovalDecision) -> str:
+        if not d.approve:
+            return "rejected"
+        if self.approvals < self.required:
+            return f"approved ({self.approvals} of {self.required})"
+        return "approved"
+
+    def summary(self) -> dict[str, str]:
+        out = {"approvals": f"{self.approvals} of {self.required}",
+               "decisions": "; ".join(
+                   f"{d.admin} {'approved' if d.approve else 'rejected'} at {d.at} via {d.via}"
+                   + (f" ({d.note})" if d.note else "") for d in self.decisions)}
+        if self.ignored:
+            out["ignored"] = "; ".join(self.ignored[-10:])
+        return out
