@@ -79,6 +79,45 @@ async def cmd_key_create(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_key_rotate(args: argparse.Namespace) -> int:
+    """Revoke a key and issue a new one with the same scopes and holder."""
+    from sqlalchemy import text
+
+    async with tenant_transaction(args.tenant) as (session, tenant):
+        old = (await session.execute(text(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = :k AND tenant_id = :t "
+            "AND revoked_at IS NULL RETURNING scopes, actor"),
+            {"k": args.key_id, "t": tenant["id"]})).first()
+        if old is None:
+            raise NoTenant(f"{args.tenant} has no active key {args.key_id}")
+        key = await TenantRepository(session).create_key(tenant["id"], list(old.scopes),
+                                                         old.actor)
+    print(key)
+    return 0
+
+
+async def cmd_wallet_show(args: argparse.Namespace) -> int:
+    from db.ledger import LedgerRepository
+    from workflows.contracts import format_amount
+
+    async with tenant_transaction(args.tenant) as (session, tenant):
+        repo = LedgerRepository(session)
+        balances = await repo.balances(tenant["id"], args.user_id)
+        history = await repo.history(tenant["id"], [b.account_id for b in balances], None,
+                                     args.limit) if balances else []
+    for b in balances:
+        print(f"{b.kind:12} {b.currency}  posted {format_amount(b.posted, b.currency):>12}  "
+              f"pending in {format_amount(b.pending_in, b.currency):>10}  pending out "
+              f"{format_amount(b.pending_out, b.currency):>10}  available "
+              f"{format_amount(b.available, b.currency):>12}")
+    for h in history:
+        sign = "-" if h["outgoing"] else "+"
+        print(f"{h['created_at']:%Y-%m-%d %H:%M:%S}  {h['kind']:16} {h['state']:8} "
+              f"{sign}{format_amount(h['amount'], h['currency'])} {h['currency']}  "
+              f"{h['flow_id'] or ''}")
+    return 0
+
+
 async def cmd_user_create(args: argparse.Namespace) -> int:
     async with tenant_transaction(args.tenant) as (session, tenant):
         created = await UserRepository(session).create(tenant["id"], args.user_id, args.email)
@@ -162,6 +201,18 @@ def parser() -> argparse.ArgumentParser:
     kc.add_argument("--actor", required=True, help="who holds the key")
     kc.set_defaults(fn=cmd_key_create)
 
+    kr = key.add_parser("rotate", help="revoke a key and print its replacement")
+    kr.add_argument("--tenant", required=True)
+    kr.add_argument("key_id", help="the key's public id (wfk_…, the part before the secret)")
+    kr.set_defaults(fn=cmd_key_rotate)
+
+    wallet = sub.add_parser("wallet", help="wallets").add_subparsers(dest="sub", required=True)
+    ws = wallet.add_parser("show", help="a wallet's balances and latest transactions")
+    ws.add_argument("--tenant", required=True)
+    ws.add_argument("user_id")
+    ws.add_argument("--limit", type=int, default=20)
+    ws.set_defaults(fn=cmd_wallet_show)
+
     user = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
     uc = user.add_parser("create", help="register a user")
     uc.add_argument("--tenant", required=True)
@@ -201,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(args.fn(args))
     except NoTenant as e:
-        print(f"no tenant {e}", file=sys.stderr)
+        print(f"not found: {e}", file=sys.stderr)
         return 2
 
 

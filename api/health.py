@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from db.migrate import head_revision
+
 router = APIRouter(tags=["health"])
 
 
@@ -23,7 +25,10 @@ async def readyz(request: Request) -> JSONResponse:
 
     async def db() -> None:
         async with request.app.state.sessions() as session:
-            await session.execute(text("SELECT 1"))
+            current = (await session.execute(text(
+                "SELECT version_num FROM alembic_version"))).scalar_one_or_none()
+        if current != head_revision():
+            raise RuntimeError(f"migrations not current ({current} != {head_revision()})")
 
     async def temporal() -> None:
         await request.app.state.temporal.service_client.check_health()
@@ -33,7 +38,7 @@ async def readyz(request: Request) -> JSONResponse:
             await asyncio.wait_for(probe(), 3)
             checks[name] = "ok"
         except Exception as e:  # noqa: BLE001 - any failure means not ready
-            checks[name] = f"unavailable: {type(e).__name__}"
+            checks[name] = f"unavailable: {type(e).__name__}: {str(e)[:120]}"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ready else "unready", "checks": checks},
                         status_code=200 if ready else 503)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -16,6 +18,12 @@ def alembic_config(database_url: str) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return cfg
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest migration this code ships (what /readyz expects the database to be at)."""
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

@@ -130,3 +130,23 @@ async def test_metrics_are_prometheus_and_move(http, tenant) -> None:
     r = await http.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert requests_total(r.text) - before == 3
+
+
+async def test_readyz_checks_postgres_temporal_and_migrations(http, sessions) -> None:
+    from sqlalchemy import text
+
+    r = await http.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"] == {"postgres": "ok", "temporal": "ok"}
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    async with sessions.begin() as s:
+        head = (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+        await s.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+    try:
+        r = await http.get("/readyz")
+        assert r.status_code == 503
+        assert "migrations not current" in r.json()["checks"]["postgres"]
+    finally:
+        async with sessions.begin() as s:
+            await s.execute(text("UPDATE alembic_version SET version_num = :h"), {"h": head})
+    assert (await http.get("/readyz")).status_code == 200

@@ -58,3 +58,22 @@ async def test_ledger_check_exits_non_zero_on_a_violation(database_url, sessions
             await s.execute(text("UPDATE accounts SET posted = 0 WHERE id = :id"), {"id": account})
     code, out = await cli(database_url, "ledger", "check")
     assert code == 0, out
+
+
+async def test_key_rotation_and_wallet_show(database_url, http, sessions, tenant) -> None:
+    from tests.test_orders import fund
+
+    await fund(sessions, tenant, 1000)
+    key_id = "_".join(tenant.client_key.split("_", 2)[:2])
+    code, out = await cli(database_url, "key", "rotate", "--tenant", tenant.slug, key_id)
+    assert code == 0, out
+    new_key = out.strip()
+    old = await http.get("/v1/wallets/user-1", headers=tenant.client)
+    assert old.status_code == 401
+    new = await http.get("/v1/wallets/user-1", headers={"Authorization": f"Bearer {new_key}"})
+    assert new.status_code == 200
+    code, out = await cli(database_url, "key", "rotate", "--tenant", tenant.slug, key_id)
+    assert code == 2  # already revoked
+    code, out = await cli(database_url, "wallet", "show", "--tenant", tenant.slug, "user-1")
+    assert code == 0, out
+    assert "posted        10.00" in out and "+10.00 EUR" in out, out
