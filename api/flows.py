@@ -19,6 +19,19 @@ from workflows.contracts import FlowStatus
 router = APIRouter(tags=["flows"])
 
 
+async def own_flow(session: AsyncSession, principal: Principal, flow_id: str, kind: str) -> None:
+    """404 unless ``flow_id`` is a flow of this kind started by the caller's tenant."""
+    row = await FlowRepository(session).get(principal.tenant_id, flow_id)
+    if row is None or row["kind"] != kind:
+        raise ProblemError(404, f"{kind}_not_found", f"no {kind} {flow_id!r}")
+
+
+async def query_status(request: Request, flow_id: str) -> dict[str, Any]:
+    status: FlowStatus = await request.app.state.temporal.get_workflow_handle(flow_id).query(
+        "status", result_type=FlowStatus)
+    return dataclasses.asdict(status)
+
+
 @router.get("/v1/flows/{flow_id}", summary="A flow's status: state, amounts, steps, error")
 async def get_flow(flow_id: str, request: Request,
                    principal: Principal = Depends(client_principal),

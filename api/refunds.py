@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from decimal import Decimal
 from typing import Any
 
@@ -22,9 +21,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.decisions import decide
 from api.deps import admin_principal, any_principal, db_session, json_body, openapi_body
 from api.errors import PROBLEM_BASE, ProblemError
+from api.flows import own_flow, query_status
 from api.flowstart import idempotency_key, start_once
 from api.schemas import DecisionBody, RefundCreate
-from db.repositories import FlowRepository, Principal
+from db.repositories import Principal, TenantRepository
 from workflows.contracts import (
     FlowStatus,
     Money,
@@ -74,9 +74,7 @@ async def create_refund(order_id: str, request: Request,
                  ).get(body.currency)
     needs_approval = threshold is not None and amount.amount >= parse_amount(
         str(Decimal(threshold)), body.currency)
-    admins = list((await session.execute(text(
-        "SELECT DISTINCT actor FROM api_keys WHERE tenant_id = :t AND 'admin' = ANY(scopes) "
-        "AND revoked_at IS NULL"), {"t": principal.tenant_id})).scalars())
+    admins = await TenantRepository(session).admins(principal.tenant_id)
     settings = request.app.state.settings
 
     async def start(flow_id: str) -> tuple[int, dict[str, Any], bool]:
@@ -121,25 +119,17 @@ async def create_refund(order_id: str, request: Request,
                             flow_id=f"{principal.tenant_slug}:refund:{idempotency_key(request)}")
 
 
-async def _refund_flow(session: AsyncSession, principal: Principal, flow_id: str) -> None:
-    row = await FlowRepository(session).get(principal.tenant_id, flow_id)
-    if row is None or row["kind"] != "refund":
-        raise ProblemError(404, "refund_not_found", f"no refund {flow_id!r}")
-
-
 @router.get("/v1/refunds/{flow_id}", summary="A refund's status")
 async def get_refund(flow_id: str, request: Request,
                      principal: Principal = Depends(any_principal),
                      session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    await _refund_flow(session, principal, flow_id)
-    status: FlowStatus = await request.app.state.temporal.get_workflow_handle(flow_id).query(
-        "status", result_type=FlowStatus)
-    return dataclasses.asdict(status)
+    await own_flow(session, principal, flow_id, "refund")
+    return await query_status(request, flow_id)
 
 
 async def _decide(request: Request, flow_id: str, principal: Principal, session: AsyncSession,
                   body: DecisionBody, approve: bool) -> dict[str, Any]:
-    await _refund_flow(session, principal, flow_id)
+    await own_flow(session, principal, flow_id, "refund")
     result = await decide(request.app.state.temporal, flow_id, principal.actor, approve,
                           body.reason)
     return {"flow_id": flow_id, "decision": result, "admin": principal.actor}

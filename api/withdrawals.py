@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -28,10 +27,11 @@ from api.deps import (
     openapi_body,
 )
 from api.errors import PROBLEM_BASE, ProblemError
+from api.flows import own_flow, query_status
 from api.flowstart import start_once
 from api.schemas import DecisionBody, WithdrawalCreate
 from db.ledger import LedgerRepository
-from db.repositories import FlowRepository, Principal
+from db.repositories import Principal, TenantRepository
 from workflows.contracts import (
     FlowStatus,
     Money,
@@ -48,12 +48,6 @@ router = APIRouter(tags=["withdrawals"])
 def _limit(settings: dict[str, Any], name: str, currency: str) -> int | None:
     value = ((settings.get("withdrawals") or {}).get(name) or {}).get(currency)
     return parse_amount(str(value), currency) if value is not None else None
-
-
-async def tenant_admins(session: AsyncSession, tenant_id: str) -> list[str]:
-    return list((await session.execute(text(
-        "SELECT DISTINCT actor FROM api_keys WHERE tenant_id = :t AND 'admin' = ANY(scopes) "
-        "AND revoked_at IS NULL"), {"t": tenant_id})).scalars())
 
 
 @router.post("/v1/withdrawals", status_code=202, openapi_extra=openapi_body(WithdrawalCreate),
@@ -78,7 +72,7 @@ async def create_withdrawal(request: Request, principal: Principal = Depends(cli
     two_admins = _limit(principal.settings, "two_admin_threshold", body.currency)
     window = int((principal.settings.get("withdrawals") or {}).get(
         "approval_window_seconds", 72 * 3600))
-    admins = await tenant_admins(session, principal.tenant_id)
+    admins = await TenantRepository(session).admins(principal.tenant_id)
     settings = request.app.state.settings
 
     async def start(flow_id: str) -> tuple[int, dict[str, Any], bool]:
@@ -142,27 +136,19 @@ async def list_withdrawals(status: str | None = None,
                       "created_at": r.created_at.isoformat()} for r in rows]}
 
 
-async def _own(session: AsyncSession, principal: Principal, flow_id: str) -> None:
-    row = await FlowRepository(session).get(principal.tenant_id, flow_id)
-    if row is None or row["kind"] != "withdrawal":
-        raise ProblemError(404, "withdrawal_not_found", f"no withdrawal {flow_id!r}")
-
-
 @router.get("/v1/withdrawals/{flow_id}", summary="A withdrawal's status and its decisions")
 async def get_withdrawal(flow_id: str, request: Request,
                          principal: Principal = Depends(any_principal),
                          session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    await _own(session, principal, flow_id)
-    status: FlowStatus = await request.app.state.temporal.get_workflow_handle(flow_id).query(
-        "status", result_type=FlowStatus)
-    return dataclasses.asdict(status)
+    await own_flow(session, principal, flow_id, "withdrawal")
+    return await query_status(request, flow_id)
 
 
 @router.post("/v1/withdrawals/{flow_id}/approve", summary="Approve (admin, not the requester)")
 async def approve(flow_id: str, request: Request, principal: Principal = Depends(admin_principal),
                   body: DecisionBody = Depends(json_body(DecisionBody)),
                   session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    await _own(session, principal, flow_id)
+    await own_flow(session, principal, flow_id, "withdrawal")
     result = await decide(request.app.state.temporal, flow_id, principal.actor, True, body.reason)
     return {"flow_id": flow_id, "decision": result, "admin": principal.actor}
 
@@ -171,7 +157,7 @@ async def approve(flow_id: str, request: Request, principal: Principal = Depends
 async def reject(flow_id: str, request: Request, principal: Principal = Depends(admin_principal),
                  body: DecisionBody = Depends(json_body(DecisionBody)),
                  session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    await _own(session, principal, flow_id)
+    await own_flow(session, principal, flow_id, "withdrawal")
     result = await decide(request.app.state.temporal, flow_id, principal.actor, False,
                           body.reason)
     return {"flow_id": flow_id, "decision": result, "admin": principal.actor}

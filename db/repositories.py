@@ -63,6 +63,12 @@ class TenantRepository:
         )
         return key
 
+    async def admins(self, tenant_id: str) -> list[str]:
+        """Holders of the tenant's active admin keys (who may approve)."""
+        return list((await self.session.execute(text(
+            "SELECT DISTINCT actor FROM api_keys WHERE tenant_id = :t AND 'admin' = ANY(scopes) "
+            "AND revoked_at IS NULL"), {"t": tenant_id})).scalars())
+
     async def authenticate(self, key: str) -> Principal | None:
         parts = key.split("_", 2)  # wfk_<id>_<secret>; the secret may contain "_"
         key_id = f"{parts[0]}_{parts[1]}" if len(parts) == 3 else ""
