@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
 from temporalio.client import Client, TLSConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
@@ -13,7 +18,8 @@ def metrics_runtime(bind_address: str) -> Runtime:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
 
 
-async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None,
+                  interceptors: Sequence[Any] = ()) -> Client:
     tls: TLSConfig | bool = settings.temporal_tls
     if settings.temporal_tls_cert_path and settings.temporal_tls_key_path:
         tls = TLSConfig(
@@ -26,4 +32,13 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         api_key=settings.temporal_api_key,
         tls=tls if (tls or settings.temporal_api_key) else False,
         runtime=runtime,
+        interceptors=list(interceptors),
     )
+
+
+def exit_now(code: int) -> None:
+    """Leave without interpreter teardown: the Temporal client's Rust threads can abort a
+    finalizing interpreter after a command has succeeded (temporalio/sdk-python#300)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

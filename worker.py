@@ -23,8 +23,14 @@ from activities.purchases import PurchaseActivities
 from activities.refunds import RefundActivities
 from activities.withdrawals import WithdrawalActivities
 from db.engine import create_engine, resolve_database_url, session_factory
+from observability import (
+    LogContextInterceptor,
+    configure_logging,
+    temporal_interceptors,
+    tracer_provider_from_env,
+)
 from settings import Settings, get_settings
-from temporal_client import connect, metrics_runtime
+from temporal_client import connect, exit_now, metrics_runtime
 from workflows.campaign import CampaignWorkflow
 from workflows.donation import DonationWorkflow
 from workflows.order_payment import OrderPaymentWorkflow
@@ -55,6 +61,7 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
     campaigns = CampaignActivities(sessions)
     withdrawals = WithdrawalActivities(sessions)
     webhooks = WebhookActivities(sessions)
+    interceptors = [LogContextInterceptor(), *worker_options.pop("interceptors", [])]  # type: ignore[misc]
     return Worker(
         client,
         task_queue=task_queue,
@@ -83,19 +90,21 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
             purchases.evaluate,
             purchases.apply_step,
         ],
+        interceptors=interceptors,
         **worker_options,  # type: ignore[arg-type]
     )
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("worker")
     settings = get_settings()
+    tracer_provider = tracer_provider_from_env("worker")
     engine = create_engine(await resolve_database_url(settings.database_url, settings.state_dir),
                            settings.db_pool_size)
     gateways = build_gateways(settings)
     runtime = (metrics_runtime(settings.worker_metrics_address)
                if settings.worker_metrics_address else None)
-    client = await connect(settings, runtime)
+    client = await connect(settings, runtime, temporal_interceptors(tracer_provider))
     worker = build_worker(client, settings.temporal_task_queue, session_factory(engine), gateways,
                           max_cached_workflows=settings.worker_max_cached_workflows)
     stop = asyncio.Event()
@@ -117,3 +126,5 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    logging.shutdown()
+    exit_now(0)  # skip interpreter teardown (the Temporal runtime's threads, sdk-python#300)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -19,6 +20,7 @@ from api import (
     refunds,
     settings_routes,
     store_webhooks,
+    telemetry,
     topups,
     users,
     wallets,
@@ -27,23 +29,30 @@ from api import (
     withdrawals,
 )
 from db.engine import create_engine, resolve_database_url, session_factory
+from observability import configure_logging, temporal_interceptors, tracer_provider_from_env
 from settings import Settings, get_settings
 from temporal_client import connect
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, tracer_provider: Any | None = None) -> FastAPI:
+    """``tracer_provider``: an OpenTelemetry TracerProvider; by default one from the environment
+    (none, so no tracing, unless an exporter is configured)."""
     settings = settings or get_settings()
+    tracer_provider = tracer_provider or tracer_provider_from_env("api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = await resolve_database_url(settings.database_url, settings.state_dir)
         engine = create_engine(url, settings.db_pool_size)
         app.state.sessions = session_factory(engine)
-        app.state.temporal = await connect(settings)
+        app.state.temporal = await connect(settings,
+                                           interceptors=temporal_interceptors(tracer_provider))
         try:
             yield
         finally:
             await engine.dispose()
+            if tracer_provider is not None and hasattr(tracer_provider, "force_flush"):
+                tracer_provider.force_flush()
 
     app = FastAPI(
         title="walletflow",
@@ -54,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     metrics.install(app)
+    telemetry.install(app, tracer_provider)
     for module in (topups, orders, refunds, campaigns, withdrawals, users, wallets, flows,
                    webhooks, purchases, store_webhooks, analytics, settings_routes,
                    webhook_endpoints, metrics, health):
@@ -63,4 +73,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def app_factory() -> FastAPI:
     """For `uvicorn --factory api.app:app_factory`."""
+    configure_logging("api")
     return create_app()

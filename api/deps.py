@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ProblemError
 from db.repositories import Principal, TenantRepository
+from observability import bind
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -85,6 +86,7 @@ async def _principal(request: Request) -> Principal:
     if principal is None:
         raise ProblemError(401, "unauthorized", "unknown or revoked API key")
     request.state.principal = principal
+    bind(tenant_id=principal.tenant_id)
     return principal
 
 

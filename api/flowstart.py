@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ProblemError
 from db.repositories import FlowRepository, Principal
+from observability import bind
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -58,6 +59,7 @@ async def start_once(request: Request, session: AsyncSession, principal: Princip
     row = await flows.claim(principal.tenant_id, key, flow_id or flow_id_for(principal, kind, key),
                             kind, user_id, fingerprint(request, body))
     await session.commit()
+    bind(flow_id=row["flow_id"] if row else flow_id)
     if row is None:
         raise ProblemError(409, "flow_exists", "this flow was already started under another "
                            "Idempotency-Key", flow_id=flow_id)

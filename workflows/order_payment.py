@@ -59,6 +59,7 @@ class OrderPaymentWorkflow:
         self._payment: GatewayPayment | None = None
         self._event: PaymentEvent | None = None
         self._seen: set[str] = set()
+        self._early: list[PaymentEvent] = []  # arrived before the payment's id was known
         self._steps: list[FlowStep] = []
         self._expires_at = ""
 
@@ -117,6 +118,8 @@ class OrderPaymentWorkflow:
             raise PaymentFailed(f"card payment could not be created: {_reason(e)}") from e
         self._state = "awaiting_payment"
         self._step("card_payment_created")
+        for event in self._early:
+            self._apply(event)
         await self._record("processing", payment_id=self._payment.payment_id)
         try:
             await workflow.wait_condition(lambda: self._event is not None,
@@ -195,7 +198,14 @@ class OrderPaymentWorkflow:
         if event.event_id in self._seen:
             return
         self._seen.add(event.event_id)
-        if self._payment is None or event.payment_id != self._payment.payment_id:
+        if self._payment is None:
+            self._early.append(event)
+            return
+        self._apply(event)
+
+    def _apply(self, event: PaymentEvent) -> None:
+        assert self._payment is not None
+        if event.payment_id != self._payment.payment_id:
             return
         if self._event is None and event.status != PAYMENT_PENDING:
             self._event = event

@@ -54,6 +54,7 @@ class RefundWorkflow:
         self._refund: GatewayRefund | None = None
         self._event: RefundEvent | None = None
         self._seen: set[str] = set()
+        self._early: list[RefundEvent] = []  # arrived before the refund's id was known
         self._steps: list[FlowStep] = []
 
     @workflow.run
@@ -106,6 +107,8 @@ class RefundWorkflow:
             self._error = f"gateway refund refused: {e.cause or e}"
             return False
         self._step("gateway_refund_created")
+        for event in self._early:
+            self._apply(event)
         if self._refund.status == PAYMENT_PENDING:
             try:
                 await workflow.wait_condition(lambda: self._event is not None,
@@ -165,6 +168,8 @@ class RefundWorkflow:
         """An admin approves or rejects (from the API: the admin is the admin key's holder)."""
         assert self._approvals is not None
         self._step(self._approvals.record(d, "update"))
+        if self._approvals.done:  # answer once the flow has acted on it, so a read agrees
+            await workflow.wait_condition(lambda: self._state != "awaiting_approval")
         return self._approvals.answer(d)
 
     @decide.validator
@@ -185,7 +190,14 @@ class RefundWorkflow:
         if event.event_id in self._seen:
             return
         self._seen.add(event.event_id)
-        if self._refund is None or event.refund_id != self._refund.refund_id:
+        if self._refund is None:
+            self._early.append(event)
+            return
+        self._apply(event)
+
+    def _apply(self, event: RefundEvent) -> None:
+        assert self._refund is not None
+        if event.refund_id != self._refund.refund_id:
             self._ignored.append(f"{event.event_id}: other refund {event.refund_id}")
             return
         if self._event is None and event.status != PAYMENT_PENDING:

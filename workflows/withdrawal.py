@@ -43,6 +43,7 @@ class WithdrawalWorkflow:
         self._approvals: Approvals | None = None
         self._ignored: list[str] = []
         self._seen: set[str] = set()
+        self._early: list[PayoutEvent] = []  # arrived before the payout's id was known
         self._payout: GatewayPayout | None = None
         self._event: PayoutEvent | None = None
         self._steps: list[FlowStep] = []
@@ -92,6 +93,8 @@ class WithdrawalWorkflow:
         except ActivityError as e:
             return False, f"payout refused: {e.cause or e}"
         self._step("payout_created")
+        for event in self._early:
+            self._apply(event)
         status, reason = self._payout.status, self._payout.failure_reason
         if status == PAYMENT_PENDING:
             try:
@@ -129,6 +132,8 @@ class WithdrawalWorkflow:
         """Approve or reject (API: the admin is the admin key's holder; CLI: the operator)."""
         assert self._approvals is not None
         self._step(self._approvals.record(d, "update"))
+        if self._approvals.done:  # answer once the flow has acted on it, so a read agrees
+            await workflow.wait_condition(lambda: self._state != "awaiting_approval")
         return self._approvals.answer(d)
 
     @decide.validator
@@ -150,7 +155,14 @@ class WithdrawalWorkflow:
         if event.event_id in self._seen:
             return
         self._seen.add(event.event_id)
-        if self._payout is None or event.payout_id != self._payout.payout_id:
+        if self._payout is None:
+            self._early.append(event)
+            return
+        self._apply(event)
+
+    def _apply(self, event: PayoutEvent) -> None:
+        assert self._payout is not None
+        if event.payout_id != self._payout.payout_id:
             self._ignored.append(f"{event.event_id}: other payout {event.payout_id}")
             return
         if self._event is None and event.status != PAYMENT_PENDING:
