@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     run_dispatcher: bool = True
     # host:port of the worker's Prometheus endpoint (Temporal SDK metrics); unset: off
     worker_metrics_address: str | None = None
+    # host:port of the worker's /healthz and /readyz (polling, PostgreSQL and Temporal
+    # reachable); unset: off
+    worker_health_address: str | None = None
 
     # API
     api_host: str = "127.0.0.1"

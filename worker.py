@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -26,6 +28,7 @@ from db.engine import create_engine, resolve_database_url, session_factory
 from observability import (
     LogContextInterceptor,
     configure_logging,
+    serve_probes,
     temporal_interceptors,
     tracer_provider_from_env,
 )
@@ -95,6 +98,24 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
     )
 
 
+async def readiness(client: Client, engine: AsyncEngine,
+                    polling: Callable[[], bool]) -> dict[str, str]:
+    """The worker's /readyz: it polls its task queue, and PostgreSQL and Temporal answer."""
+    checks = {"worker": "ok" if polling() else "not polling"}
+
+    async def db() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    for name, probe in (("postgres", db), ("temporal", client.service_client.check_health)):
+        try:
+            await asyncio.wait_for(probe(), 3)
+            checks[name] = "ok"
+        except Exception as e:  # noqa: BLE001 - any failure means not ready
+            checks[name] = f"unavailable: {type(e).__name__}"
+    return checks
+
+
 async def main() -> None:
     configure_logging("worker")
     settings = get_settings()
@@ -110,18 +131,29 @@ async def main() -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    logging.info("worker polling task queue %s", settings.temporal_task_queue)
     dispatcher = None
     if settings.run_dispatcher:
         dispatcher = asyncio.create_task(
             Dispatcher(client, session_factory(engine), settings.temporal_task_queue).run())
+    polling = False
+    probes = None
+    if settings.worker_health_address:
+        probes = await serve_probes(settings.worker_health_address,
+                                    lambda: readiness(client, engine, lambda: polling))
     async with worker:
+        polling = True
+        logging.info("worker polling task queue %s", settings.temporal_task_queue)
         await stop.wait()
+        polling = False
+    if probes:
+        probes.close()
     if dispatcher:
         dispatcher.cancel()
     for gw in gateways.values():
         await gw.close()
     await engine.dispose()
+    if tracer_provider is not None:
+        tracer_provider.shutdown()
 
 
 if __name__ == "__main__":

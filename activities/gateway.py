@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -25,6 +28,14 @@ from workflows.contracts import (
     RefundRef,
 )
 
+log = logging.getLogger(__name__)
+# What a gateway result may show in a log line (never client secrets or destinations).
+_LOGGED = ("payment_id", "refund_id", "payout_id", "status", "amount", "failure_reason")
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    return {k: str(getattr(result, k)) for k in _LOGGED if getattr(result, k, None) is not None}
+
 
 class GatewayActivities:
     def __init__(self, gateways: dict[str, PaymentGateway]):
@@ -38,12 +49,17 @@ class GatewayActivities:
                                    non_retryable=True) from None
 
     async def _run(self, call):  # type: ignore[no-untyped-def]
+        operation = activity.info().activity_type
         try:
-            return await call
+            result = await call
         except GatewayRefused as e:
+            log.warning("%s refused: %s", operation, e)
             raise ApplicationError(str(e), type="gateway_refused", non_retryable=True) from e
         except GatewayUnavailable as e:
+            log.warning("%s unavailable (will retry): %s", operation, e)
             raise ApplicationError(str(e), type="gateway_unavailable") from e
+        log.info("%s ok", operation, extra={"gateway_result": _summary(result)})
+        return result
 
     @activity.defn(name=CREATE_PAYMENT)
     async def create_payment(self, req: CreatePaymentRequest) -> GatewayPayment:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ from workflows.contracts import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class LedgerActivities:
@@ -45,8 +47,12 @@ class LedgerActivities:
 
     @activity.defn(name=POST_TRANSFERS)
     async def post_transfers(self, req: PostTransfersRequest) -> list[PostedTransfer]:
-        return await self._transaction(
+        posted = await self._transaction(
             lambda repo: repo.post(req.tenant_id, req.flow_id, req.transfers, req.pending))
+        log.info("ledger: %d transfer(s) %s", len(posted), "held" if req.pending else "posted",
+                 extra={"transfers": [f"{t.idempotency_key}={t.transfer_id}"
+                                      f"{' (replayed)' if t.replayed else ''}" for t in posted]})
+        return posted
 
     @activity.defn(name=RESOLVE_TRANSFERS)
     async def resolve_transfers(self, req: ResolveTransfersRequest) -> list[PostedTransfer]:

@@ -4,9 +4,11 @@ ledger — is restarted, and every flow completes with its money moved exactly o
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,14 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 class WorkerProcess:
     """`python worker.py` — exactly what production runs — on its own task queue."""
 
-    def __init__(self, env: dict[str, str]):
-        self.env = env
+    def __init__(self, env: dict[str, str], log: Path):
+        self.env, self.log = env, log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT,
-                                     env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT,
+                                         env=self.env, stdout=subprocess.DEVNULL, stderr=log)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -49,15 +51,22 @@ class WorkerProcess:
                 self.proc.kill()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-async def crash_setup(start_api, database_url, temporal_address, standin, api):
+async def crash_setup(start_api, database_url, temporal_address, standin, api, tmp_path_factory):
     queue = f"walletflow-crash-{secrets.token_hex(4)}"
     env = {**os.environ, "DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_address,
            "TEMPORAL_TASK_QUEUE": queue, "STRIPE_API_KEY": STRIPE_KEY,
            "STRIPE_API_BASE": standin.url, "STRIPE_CHECKOUT_BASE": standin.url,
            "STRIPE_WEBHOOK_SECRETS": WEBHOOK_SECRET, "STRIPE_TIMEOUT_SECONDS": "2",
-           "DB_POOL_SIZE": "3", "RUN_DISPATCHER": "false"}
-    worker = WorkerProcess(env)
+           "DB_POOL_SIZE": "3", "RUN_DISPATCHER": "false",
+           "WORKER_HEALTH_ADDRESS": f"127.0.0.1:{free_port()}", "LOG_FORMAT": "json"}
+    worker = WorkerProcess(env, tmp_path_factory.mktemp("worker") / "worker.log")
     worker.start()
     server = await start_api(temporal_task_queue=queue)
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
@@ -179,3 +188,27 @@ async def test_killed_after_approval_before_payout(crash_setup, stripe_ctl, sess
     real = [c for c in await calls() if not c["fault"] and not c["replayed"]]
     assert len(real) == 1  # exactly one payout created at the gateway
     assert len(await payouts()) == 1
+
+
+async def test_the_worker_reports_readiness_and_logs_json(crash_setup) -> None:
+    client, worker = crash_setup
+    probes = f"http://{worker.env['WORKER_HEALTH_ADDRESS']}"
+    async with httpx.AsyncClient(base_url=probes, timeout=5) as http:
+        async def ready() -> httpx.Response | None:
+            try:
+                return await http.get("/readyz")
+            except httpx.TransportError:
+                return None
+        r = await eventually(ready, lambda r: r is not None and r.status_code == 200, within=60)
+        assert r is not None and r.json()["checks"] == {
+            "worker": "ok", "postgres": "ok", "temporal": "ok"}
+        assert (await http.get("/healthz")).status_code == 200
+        worker.kill()
+        assert await ready() is None  # a dead worker answers nothing, so it is not ready
+        worker.start()
+        await eventually(ready, lambda r: r is not None and r.status_code == 200, within=60)
+    # What the real worker wrote during this module: JSON lines, the flows' ids on them.
+    records = [json.loads(line) for line in worker.log.read_text().splitlines() if line]
+    assert records and all(r["service"] == "worker" for r in records)
+    flows = {r["flow_id"] for r in records if r.get("logger") == "activities.ledger"}
+    assert any(":topup:crash-" in f for f in flows), flows

@@ -162,6 +162,7 @@ class TopUpWorkflow:
             **policies.LEDGER)
         self._state, self._error = state, error  # reported once its event is recorded
         self._step(state)
+        workflow.logger.info("top-up %s%s", state, f": {error}" if error else "")
         await workflow.wait_condition(workflow.all_handlers_finished)
         assert self._input is not None
         return TopUpResult(
