@@ -1,4 +1,5 @@
-"""The `walletflow` command line: migrations, tenants and keys, users, the ledger check."""
+"""The `walletflow` command line: migrations, tenants and keys, users and stores, approvals,
+outbound webhooks, wallets and the ledger check. `walletflow <command> --help` on every command."""
 
 from __future__ import annotations
 
@@ -134,9 +135,28 @@ async def cmd_store_add(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_withdrawal_decide(args: argparse.Namespace) -> int:
-    """Approve or reject as the named admin — the same `decide` update the API sends, so the
-    workflow applies the same maker-checker rules."""
+async def cmd_withdrawal_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import text
+
+    async with tenant_transaction(args.tenant) as (session, tenant):
+        rows = (await session.execute(text(
+            "SELECT flow_id, user_id, amount, currency, status, requested_by, created_at "
+            "FROM withdrawals WHERE tenant_id = :t AND (CAST(:s AS text) IS NULL OR status = :s)"
+            " ORDER BY created_at"), {"t": tenant["id"], "s": args.status})).all()
+    for r in rows:
+        print(f"{r.flow_id}\t{r.user_id}\t{r.amount} {r.currency} (minor units)\t{r.status}"
+              f"\trequested by {r.requested_by}\t{r.created_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
+def progress(message: str) -> None:
+    """Progress of a long operation, on stderr (stdout stays the result)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+async def cmd_decide(args: argparse.Namespace) -> int:
+    """Approve or reject any flow waiting for approval (withdrawal or refund) as the named admin:
+    the same `decide` update the API sends, so the same maker-checker rules apply."""
     from api.decisions import decide
     from api.errors import ProblemError
     from temporal_client import connect
@@ -152,17 +172,80 @@ async def cmd_withdrawal_decide(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_withdrawal_list(args: argparse.Namespace) -> int:
-    from sqlalchemy import text
+async def cmd_approvals_list(args: argparse.Namespace) -> int:
+    """Withdrawals and refunds of a tenant waiting for an admin, asked of each open flow."""
+    from temporal_client import connect
+
+    async with tenant_transaction(args.tenant):
+        pass  # the tenant exists
+    client = await connect(get_settings())
+    query = ("ExecutionStatus = 'Running' AND (WorkflowType = 'WithdrawalWorkflow' OR "
+             "WorkflowType = 'RefundWorkflow')")
+    progress("listing open withdrawals and refunds …")
+    ids = [w.id async for w in client.list_workflows(query) if w.id.startswith(f"{args.tenant}:")]
+    waiting = []
+    for n, flow_id in enumerate(ids, 1):
+        status = await client.get_workflow_handle(flow_id).query("status")
+        if status["state"] == "awaiting_approval":
+            waiting.append(status)
+        if n % 20 == 0 or n == len(ids):
+            progress(f"  asked {n}/{len(ids)} flows, {len(waiting)} awaiting approval")
+    for st in waiting:
+        amounts = st.get("amounts") or {}
+        amount = next((f"{v} {amounts.get(k + '_currency', '')}".strip()
+                       for k, v in amounts.items() if not k.endswith("_currency")), "")
+        print(f"{st['flow_id']}\t{st['kind']}\t{st.get('user_id') or ''}\t{amount}"
+              f"\t{st['created_at'][:16]}")
+    return 0
+
+
+async def cmd_webhook_rotate(args: argparse.Namespace) -> int:
+    """A new whsec_ secret; the old one keeps signing for 24 h."""
+    from activities.outbound import new_secret
+    from db.repositories import WebhookEndpointRepository
+
+    secret = new_secret()
+    async with tenant_transaction(args.tenant) as (session, tenant):
+        row = await WebhookEndpointRepository(session).rotate(tenant["id"], args.endpoint_id,
+                                                              secret)
+        if row is None:
+            raise NoTenant(f"{args.tenant} has no webhook endpoint {args.endpoint_id}")
+    print(json.dumps({"id": row.id, "secret": secret,
+                      "previous_valid_until": row.previous_valid_until.isoformat()}, indent=2))
+    return 0
+
+
+async def cmd_webhook_deliveries(args: argparse.Namespace) -> int:
+    from db.repositories import WebhookEndpointRepository
 
     async with tenant_transaction(args.tenant) as (session, tenant):
-        rows = (await session.execute(text(
-            "SELECT flow_id, user_id, amount, currency, status, requested_by, created_at "
-            "FROM withdrawals WHERE tenant_id = :t AND (CAST(:s AS text) IS NULL OR status = :s)"
-            " ORDER BY created_at"), {"t": tenant["id"], "s": args.status})).all()
+        rows = await WebhookEndpointRepository(session).deliveries(
+            tenant["id"], args.endpoint, args.status, args.limit)
     for r in rows:
-        print(f"{r.flow_id}\t{r.user_id}\t{r.amount} {r.currency} (minor units)\t{r.status}"
-              f"\trequested by {r.requested_by}\t{r.created_at:%Y-%m-%d %H:%M}")
+        print(f"{r.id}\t{r.endpoint_id}\t{r.type}\t{r.status}\t{r.attempts} attempt(s)"
+              f"\t{r.last_status or r.last_error or ''}")
+    return 0
+
+
+async def cmd_webhook_resend(args: argparse.Namespace) -> int:
+    """Send deliveries again under their webhook-id (e.g. after the receiver was fixed)."""
+    from api.webhook_endpoints import start_resend
+    from db.repositories import WebhookEndpointRepository
+    from temporal_client import connect
+
+    settings = get_settings()
+    async with tenant_transaction(args.tenant) as (session, tenant):
+        repo = WebhookEndpointRepository(session)
+        ids = list(args.delivery_id) or [
+            r.id for r in await repo.deliveries(tenant["id"], args.endpoint, "failed", 10_000)]
+        for delivery_id in ids:
+            if not await repo.reopen(tenant["id"], delivery_id):
+                raise NoTenant(f"{args.tenant} has no delivery {delivery_id}")
+    client = await connect(settings)
+    for n, delivery_id in enumerate(ids, 1):
+        await start_resend(client, settings.temporal_task_queue, tenant["id"], delivery_id)
+        progress(f"  re-sent {n}/{len(ids)}: {delivery_id}")
+    print(f"{len(ids)} delivery(ies) re-sent")
     return 0
 
 
@@ -170,7 +253,7 @@ async def cmd_ledger_check(_: argparse.Namespace) -> int:
     engine, sessions, _ = await _sessions()
     try:
         async with sessions() as session:
-            problems = await LedgerRepository(session).check_invariants()
+            problems = await LedgerRepository(session).check_invariants(progress)
     finally:
         await engine.dispose()
     for p in problems:
@@ -235,11 +318,41 @@ def parser() -> argparse.ArgumentParser:
         w.add_argument("flow_id")
         w.add_argument("--admin", required=True, help="the deciding admin (an admin key holder)")
         w.add_argument("--note")
-        w.set_defaults(fn=cmd_withdrawal_decide, command_name=name)
+        w.set_defaults(fn=cmd_decide, command_name=name)
     wl = wd.add_parser("list", help="list withdrawals, e.g. --status awaiting_approval")
     wl.add_argument("--tenant", required=True)
     wl.add_argument("--status")
     wl.set_defaults(fn=cmd_withdrawal_list)
+
+    for name in ("approve", "reject"):
+        d = sub.add_parser(name, help=f"{name} a withdrawal or refund waiting for approval")
+        d.add_argument("flow_id")
+        d.add_argument("--admin", required=True, help="the deciding admin (an admin key holder)")
+        d.add_argument("--note", help="a reason, kept in the flow's history")
+        d.set_defaults(fn=cmd_decide, command_name=name)
+    ap = sub.add_parser("approvals", help="flows waiting for an admin").add_subparsers(
+        dest="sub", required=True)
+    al = ap.add_parser("list", help="withdrawals and refunds awaiting approval")
+    al.add_argument("--tenant", required=True)
+    al.set_defaults(fn=cmd_approvals_list)
+
+    wh = sub.add_parser("webhook", help="outbound webhooks").add_subparsers(dest="sub",
+                                                                             required=True)
+    wr = wh.add_parser("rotate", help="a new endpoint secret (the old one is valid for 24 h)")
+    wr.add_argument("--tenant", required=True)
+    wr.add_argument("endpoint_id")
+    wr.set_defaults(fn=cmd_webhook_rotate)
+    wdl = wh.add_parser("deliveries", help="list deliveries, e.g. --status failed")
+    wdl.add_argument("--tenant", required=True)
+    wdl.add_argument("--endpoint")
+    wdl.add_argument("--status", choices=["pending", "delivered", "failed", "disabled"])
+    wdl.add_argument("--limit", type=int, default=50)
+    wdl.set_defaults(fn=cmd_webhook_deliveries)
+    wre = wh.add_parser("resend", help="re-send deliveries (default: every failed one)")
+    wre.add_argument("--tenant", required=True)
+    wre.add_argument("delivery_id", nargs="*")
+    wre.add_argument("--endpoint", help="only this endpoint's failed deliveries")
+    wre.set_defaults(fn=cmd_webhook_resend)
 
     ledger = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="sub", required=True)
     ledger.add_parser("check", help="verify every ledger invariant; exit 1 on a violation"

@@ -10,15 +10,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
 from activities.outbound import new_secret
 from api.deps import admin_principal, db_session, json_body, openapi_body
 from api.errors import ProblemError
 from api.schemas import WebhookEndpointCreate
-from db.repositories import Principal
+from db.repositories import Principal, WebhookEndpointRepository
 from workflows.contracts import DeliveryInput
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
@@ -61,11 +61,8 @@ async def create_endpoint(principal: Principal = Depends(admin_principal),
                            "(loopback, link-local and private ranges need development mode)")
     endpoint_id = "we_" + secrets.token_hex(10)
     secret = new_secret()
-    row = (await session.execute(text(
-        "INSERT INTO webhook_endpoints (id, tenant_id, url, event_types, secret) "
-        "VALUES (:i, :t, :u, :e, :s) RETURNING *"),
-        {"i": endpoint_id, "t": principal.tenant_id, "u": body.url, "e": body.event_types,
-         "s": secret})).one()
+    row = await WebhookEndpointRepository(session).create(
+        principal.tenant_id, endpoint_id, body.url, body.event_types, secret)
     await session.commit()
     return _view(row) | {"secret": secret}
 
@@ -73,9 +70,7 @@ async def create_endpoint(principal: Principal = Depends(admin_principal),
 @router.get("/v1/webhook-endpoints", summary="The tenant's endpoints")
 async def list_endpoints(principal: Principal = Depends(admin_principal),
                          session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    rows = await session.execute(text(
-        "SELECT * FROM webhook_endpoints WHERE tenant_id = :t ORDER BY created_at"),
-        {"t": principal.tenant_id})
+    rows = await WebhookEndpointRepository(session).list(principal.tenant_id)
     return {"data": [_view(r) for r in rows]}
 
 
@@ -84,10 +79,7 @@ async def list_endpoints(principal: Principal = Depends(admin_principal),
 async def rotate(endpoint_id: str, principal: Principal = Depends(admin_principal),
                  session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
     secret = new_secret()
-    row = (await session.execute(text(
-        "UPDATE webhook_endpoints SET previous_secret = secret, secret = :s, "
-        "previous_valid_until = now() + interval '24 hours' WHERE id = :i AND tenant_id = :t "
-        "RETURNING *"), {"s": secret, "i": endpoint_id, "t": principal.tenant_id})).first()
+    row = await WebhookEndpointRepository(session).rotate(principal.tenant_id, endpoint_id, secret)
     if row is None:
         raise ProblemError(404, "endpoint_not_found", f"no endpoint {endpoint_id!r}")
     await session.commit()
@@ -98,13 +90,7 @@ async def rotate(endpoint_id: str, principal: Principal = Depends(admin_principa
 async def deliveries(endpoint_id: str | None = None,
                      principal: Principal = Depends(admin_principal),
                      session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    rows = (await session.execute(text(
-        "SELECT d.*, o.type, coalesce((SELECT json_agg(json_build_object('at', a.at, "
-        "'status_code', a.status_code, 'error', a.error) ORDER BY a.id) FROM webhook_attempts a "
-        "WHERE a.delivery_id = d.id), '[]') AS attempt_log FROM webhook_deliveries d "
-        "JOIN outbox_events o ON o.id = d.event_id WHERE d.tenant_id = :t AND "
-        "(CAST(:e AS text) IS NULL OR d.endpoint_id = :e) ORDER BY d.created_at DESC LIMIT 200"),
-        {"t": principal.tenant_id, "e": endpoint_id})).all()
+    rows = await WebhookEndpointRepository(session).deliveries(principal.tenant_id, endpoint_id)
     return {"data": [{"id": r.id, "endpoint_id": r.endpoint_id, "event_type": r.type,
                       "status": r.status, "attempts": r.attempt_log,
                       "delivered_at": r.delivered_at.isoformat() if r.delivered_at else None}
@@ -116,15 +102,18 @@ async def deliveries(endpoint_id: str | None = None,
 async def resend(delivery_id: str, request: Request,
                  principal: Principal = Depends(admin_principal),
                  session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    row = (await session.execute(text(
-        "UPDATE webhook_deliveries SET status = 'pending' WHERE id = :d AND tenant_id = :t "
-        "RETURNING id"), {"d": delivery_id, "t": principal.tenant_id})).first()
-    if row is None:
+    if not await WebhookEndpointRepository(session).reopen(principal.tenant_id, delivery_id):
         raise ProblemError(404, "delivery_not_found", f"no delivery {delivery_id!r}")
     await session.commit()
-    await request.app.state.temporal.start_workflow(
-        WebhookDeliveryWorkflow.run, DeliveryInput(delivery_id, principal.tenant_id),
-        id=f"{delivery_id}:resend:{secrets.token_hex(4)}",
-        task_queue=request.app.state.settings.temporal_task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
+    await start_resend(request.app.state.temporal, request.app.state.settings.temporal_task_queue,
+                       principal.tenant_id, delivery_id)
     return {"id": delivery_id, "status": "resending"}
+
+
+async def start_resend(client: Client, task_queue: str, tenant_id: str, delivery_id: str) -> str:
+    """Deliver again under the same webhook-id (a new workflow run per resend)."""
+    handle = await client.start_workflow(
+        WebhookDeliveryWorkflow.run, DeliveryInput(delivery_id, tenant_id),
+        id=f"{delivery_id}:resend:{secrets.token_hex(4)}", task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
+    return handle.id

@@ -267,3 +267,47 @@ class StoreRepository:
             {"t": tenant_id, "o": order_id},
         )).first()
         return dict(row._mapping) if row else None
+
+
+class WebhookEndpointRepository:
+    """Tenants' outbound webhook endpoints and their deliveries (shared by the API and CLI)."""
+
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def create(self, tenant_id: str, endpoint_id: str, url: str, event_types: list[str],
+                     secret: str) -> Any:
+        return (await self.session.execute(text(
+            "INSERT INTO webhook_endpoints (id, tenant_id, url, event_types, secret) "
+            "VALUES (:i, :t, :u, :e, :s) RETURNING *"),
+            {"i": endpoint_id, "t": tenant_id, "u": url, "e": event_types, "s": secret})).one()
+
+    async def list(self, tenant_id: str) -> list[Any]:
+        return list((await self.session.execute(text(
+            "SELECT * FROM webhook_endpoints WHERE tenant_id = :t ORDER BY created_at"),
+            {"t": tenant_id})).all())
+
+    async def rotate(self, tenant_id: str, endpoint_id: str, secret: str) -> Any | None:
+        """The new secret signs from now on; the old one keeps signing beside it for 24 h."""
+        return (await self.session.execute(text(
+            "UPDATE webhook_endpoints SET previous_secret = secret, secret = :s, "
+            "previous_valid_until = now() + interval '24 hours' WHERE id = :i AND tenant_id = :t "
+            "RETURNING *"), {"s": secret, "i": endpoint_id, "t": tenant_id})).first()
+
+    async def deliveries(self, tenant_id: str, endpoint_id: str | None = None,
+                         status: str | None = None, limit: int = 200) -> list[Any]:
+        return list((await self.session.execute(text(
+            "SELECT d.*, o.type, coalesce((SELECT json_agg(json_build_object('at', a.at, "
+            "'status_code', a.status_code, 'error', a.error) ORDER BY a.id) "
+            "FROM webhook_attempts a WHERE a.delivery_id = d.id), '[]') AS attempt_log "
+            "FROM webhook_deliveries d JOIN outbox_events o ON o.id = d.event_id "
+            "WHERE d.tenant_id = :t AND (CAST(:e AS text) IS NULL OR d.endpoint_id = :e) "
+            "AND (CAST(:s AS text) IS NULL OR d.status = :s) "
+            "ORDER BY d.created_at DESC LIMIT :n"),
+            {"t": tenant_id, "e": endpoint_id, "s": status, "n": limit})).all())
+
+    async def reopen(self, tenant_id: str, delivery_id: str) -> bool:
+        """Mark a delivery pending again before it is re-sent (same webhook-id)."""
+        return (await self.session.execute(text(
+            "UPDATE webhook_deliveries SET status = 'pending' WHERE id = :d AND tenant_id = :t "
+            "RETURNING id"), {"d": delivery_id, "t": tenant_id})).first() is not None

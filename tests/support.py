@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
@@ -43,6 +44,9 @@ class LiveServer:
         self.server.should_exit = True
         if self.task:
             await self.task
+
+
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -129,3 +133,22 @@ async def set_rewards(sessions: async_sessionmaker[AsyncSession], tenant: Tenant
         await session.execute(text(
             "UPDATE tenants SET settings = jsonb_set(settings, '{rewards}', CAST(:r AS jsonb)) "
             "WHERE id = :t"), {"r": json.dumps(rewards), "t": tenant.id})
+
+
+async def run_cli(database_url: str, temporal_address: str | None, *args: str
+                  ) -> tuple[int, str, str]:
+    """`python cli.py …` as an operator runs it: exit code, stdout, stderr."""
+    import os
+    import sys
+
+    from tests.conftest import TASK_QUEUE
+
+    root = _ROOT
+    env = {**os.environ, "DATABASE_URL": database_url, "TEMPORAL_TASK_QUEUE": TASK_QUEUE}
+    if temporal_address:
+        env["TEMPORAL_ADDRESS"] = temporal_address
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(root / "cli.py"), *args, cwd=root, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()

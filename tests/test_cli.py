@@ -45,6 +45,7 @@ async def test_tenant_created_by_the_cli_can_use_the_api(database_url, http) -> 
 async def test_ledger_check_exits_non_zero_on_a_violation(database_url, sessions, tenant) -> None:
     code, out = await cli(database_url, "ledger", "check")
     assert code == 0, out
+    assert "[1/5] ok" in out and "[5/5] ok" in out  # progress, one line per check
     async with sessions.begin() as s:
         account = (await s.execute(text(
             "INSERT INTO accounts (tenant_id, kind, owner_id, currency, posted) "
@@ -53,6 +54,7 @@ async def test_ledger_check_exits_non_zero_on_a_violation(database_url, sessions
         code, out = await cli(database_url, "ledger", "check")
         assert code == 1
         assert "cached balance differs" in out and "do not balance" in out
+        assert "VIOLATED: not cached balance differs" in out
     finally:
         async with sessions.begin() as s:
             await s.execute(text("UPDATE accounts SET posted = 0 WHERE id = :id"), {"id": account})

@@ -252,3 +252,49 @@ async def test_card_and_wallet_refunds_together_never_exceed_the_paid_amount(
     assert o["refundable"] == "30.00"
     assert await count_rows(sessions, "SELECT reserved_refunds FROM orders WHERE tenant_id = :t "
                             "AND order_id = 'r-10'", t=tenant.id) == 5000
+
+
+async def test_the_cli_lists_pending_approvals_and_approves_like_the_api(
+        http, sessions, database_url, temporal_address, tenant) -> None:
+    """Two identical large refunds: one approved through the API, one through the CLI; both
+    flows end in the same state with the same steps and the same money moved."""
+    from tests.support import run_cli
+
+    await needs_approval_above(sessions, tenant, "50.00")
+    flows = {}
+    await fund(sessions, tenant, 20000)
+    for via in ("api", "cli"):
+        await paid_order(http, sessions, tenant, f"r-{via}", fund_with=0)
+        r = await refund(http, tenant, f"r-{via}", f"big-{via}", "60.00")
+        assert r.json()["state"] == "awaiting_approval", r.text
+        flows[via] = r.json()["flow_id"]
+    code, out, err = await run_cli(database_url, temporal_address, "approvals", "list",
+                                   "--tenant", tenant.slug)
+    assert code == 0, err
+    listed = {line.split("\t")[0]: line.split("\t") for line in out.splitlines()}
+    assert set(listed) == set(flows.values()), out
+    assert all(cols[1] == "refund" for cols in listed.values()), out
+    assert "awaiting approval" in err  # progress went to stderr
+
+    r = await http.post(f"/v1/refunds/{flows['api']}/approve", json={}, headers=tenant.admin)
+    assert (r.status_code, r.json()["decision"]) == (200, "approved"), r.text
+    code, out, err = await run_cli(database_url, temporal_address, "approve", flows["cli"],
+                                   "--admin", "mallory")
+    assert (code, "not an admin" in err) == (1, True), (out, err)
+    code, out, err = await run_cli(database_url, temporal_address, "approve", flows["cli"],
+                                   "--admin", "admin-alice")
+    assert (code, out.strip()) == (0, "approved"), (out, err)
+
+    async def final(flow_id: str) -> dict:
+        return (await http.get(f"/v1/refunds/{flow_id}", headers=tenant.client)).json()
+    views = {via: await eventually(lambda f=f: final(f), lambda v: v["state"] == "refunded")
+             for via, f in flows.items()}
+    steps = {via: [s["name"] for s in v["steps"]] for via, v in views.items()}
+    assert steps["api"] == steps["cli"], steps
+    assert views["api"]["details"]["approvals"] == views["cli"]["details"]["approvals"]
+    refunded = await count_rows(sessions, "SELECT count(*) FROM transfers WHERE tenant_id = :t "
+                                "AND kind = 'refund' AND amount = 6000", t=tenant.id)
+    assert refunded == 2
+    code, out, _ = await run_cli(database_url, temporal_address, "approvals", "list",
+                                 "--tenant", tenant.slug)
+    assert (code, out) == (0, "")

@@ -171,3 +171,45 @@ async def test_flows_emit_their_events(http, stripe_ctl, sessions, receiver, ten
     topup = next(json.loads(x["body"]) for x in rec.received
                  if json.loads(x["body"])["type"] == "topup.completed")
     assert topup["data"]["amount"] == "20.00" and "order.paid" in got
+
+
+async def test_the_cli_rotates_the_secret_and_resends_failed_deliveries(
+        http, sessions, receiver, database_url, temporal_address, tenant) -> None:
+    from tests.support import run_cli
+
+    rec, url = receiver
+    await dev_mode(sessions, tenant)
+    ep = await endpoint(http, tenant, url, ["campaign.closed"])
+    await campaign_event(http, sessions, tenant, "c-cli")
+    await eventually(lambda: _count(rec), lambda n: n >= 1)
+    delivery_id = rec.received[0]["headers"]["webhook-id"]
+    # As if its retries had run out (they span a day): the delivery is failed.
+    async with sessions.begin() as s:
+        await eventually(lambda: _status(sessions, delivery_id), lambda st: st == "delivered")
+        await s.execute(text("UPDATE webhook_deliveries SET status = 'failed' WHERE id = :d"),
+                        {"d": delivery_id})
+    code, out, err = await run_cli(database_url, None, "webhook", "deliveries", "--tenant",
+                                   tenant.slug, "--status", "failed")
+    assert (code, [line.split("\t")[0] for line in out.splitlines()]) == (0, [delivery_id]), err
+
+    code, out, err = await run_cli(database_url, None, "webhook", "rotate", "--tenant",
+                                   tenant.slug, ep["id"])
+    assert code == 0, err
+    rotated = json.loads(out)
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != ep["secret"]
+    code, out, err = await run_cli(database_url, temporal_address, "webhook", "resend",
+                                   "--tenant", tenant.slug)
+    assert (code, out.strip()) == (0, "1 delivery(ies) re-sent"), (out, err)
+    assert f"re-sent 1/1: {delivery_id}" in err
+    await eventually(lambda: _count(rec), lambda n: n >= 2)
+    again = rec.received[-1]
+    assert again["headers"]["webhook-id"] == delivery_id  # the same id as the first attempt
+    for secret in (ep["secret"], rotated["secret"]):  # both verify during the 24 h overlap
+        assert Webhook(secret).verify(again["body"], again["headers"])["type"] == "campaign.closed"
+    await eventually(lambda: _status(sessions, delivery_id), lambda st: st == "delivered")
+
+
+async def _status(sessions, delivery_id: str) -> str:
+    async with sessions() as s:
+        return (await s.execute(text("SELECT status FROM webhook_deliveries WHERE id = :d"),
+                                {"d": delivery_id})).scalar_one()
