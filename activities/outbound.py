@@ -158,19 +158,17 @@ class Dispatcher:
         from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
         async with self.sessions.begin() as session:
-            events = (await session.execute(text(
-                "SELECT id, tenant_id, type FROM outbox_events WHERE dispatched_at IS NULL "
-                "ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED"))).all()
-            for e in events:
-                await session.execute(text(
-                    "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id) "
-                    "SELECT 'msg_' || md5(w.id || ':' || :es), w.tenant_id, w.id, :e "
-                    "FROM webhook_endpoints w WHERE w.tenant_id = :t AND w.disabled_at IS NULL "
-                    "AND (cardinality(w.event_types) = 0 OR :ty = ANY(w.event_types)) "
-                    "ON CONFLICT DO NOTHING"),
-                    {"e": e.id, "es": str(e.id), "t": e.tenant_id, "ty": e.type})
-                await session.execute(text(
-                    "UPDATE outbox_events SET dispatched_at = now() WHERE id = :e"), {"e": e.id})
+            # One statement for the whole batch: a delivery per (event, matching endpoint).
+            await session.execute(text(
+                "WITH batch AS (SELECT id, tenant_id, type FROM outbox_events "
+                "WHERE dispatched_at IS NULL ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED), "
+                "ins AS (INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id) "
+                "SELECT 'msg_' || md5(w.id || ':' || b.id::text), b.tenant_id, w.id, b.id "
+                "FROM batch b JOIN webhook_endpoints w ON w.tenant_id = b.tenant_id "
+                "AND w.disabled_at IS NULL "
+                "AND (cardinality(w.event_types) = 0 OR b.type = ANY(w.event_types)) "
+                "ON CONFLICT DO NOTHING) "
+                "UPDATE outbox_events o SET dispatched_at = now() FROM batch b WHERE o.id = b.id"))
             todo = (await session.execute(text(
                 "SELECT id, tenant_id FROM webhook_deliveries WHERE started_at IS NULL "
                 "ORDER BY created_at LIMIT 500 FOR UPDATE SKIP LOCKED"))).all()

@@ -172,6 +172,26 @@ async def test_flows_emit_their_events(http, stripe_ctl, sessions, receiver, ten
                  if json.loads(x["body"])["type"] == "topup.completed")
     assert topup["data"]["amount"] == "20.00" and "order.paid" in got
 
+    # wallet.updated after each balance change: credited 20.00, 5.00 held for the order, the
+    # hold captured.
+    async def wallet_updates() -> list[dict]:
+        return [json.loads(x["body"])["data"] for x in rec.received
+                if json.loads(x["body"])["type"] == "wallet.updated"]
+    updates = await eventually(wallet_updates, lambda u: len(u) >= 3)
+    assert sorted((u["posted"], u["pending_out"], u["available"]) for u in updates) == [
+        ("15.00", "0.00", "15.00"), ("20.00", "0.00", "20.00"), ("20.00", "5.00", "15.00")
+    ], updates
+    assert all((u["user_id"], u["account"], u["currency"]) == ("user-1", "user_wallet", "EUR")
+               for u in updates)
+
+
+async def test_wallet_updated_amounts_use_each_currencys_decimals(sessions) -> None:
+    async with sessions() as s:
+        got = (await s.execute(text(
+            "SELECT money_text(1250, 'EUR'), money_text(-350, 'EUR'), money_text(5, 'USD'), "
+            "money_text(1200, 'JPY'), money_text(0, 'PTS')"))).one()
+    assert tuple(got) == ("12.50", "-3.50", "0.05", "1200", "0")
+
 
 async def test_the_cli_rotates_the_secret_and_resends_failed_deliveries(
         http, sessions, receiver, database_url, temporal_address, tenant) -> None:
