@@ -87,6 +87,8 @@ def main() -> int:
 
     # 4. Worker (its Temporal SDK metrics on :9464) and API
     env.setdefault("WORKER_METRICS_ADDRESS", "127.0.0.1:9464")
+    env.setdefault("WORKER_HEALTH_ADDRESS", "127.0.0.1:9465")
+    env.setdefault("LOG_FORMAT", "text")  # a terminal; production keeps the JSON default
     spawn("worker", [sys.executable, str(ROOT / "worker.py")])
     spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory",
                   "--host", settings.api_host, "--port", str(settings.api_port)])
@@ -124,6 +126,7 @@ walletflow is running
   API docs      {api_url}/docs
   Temporal UI   http://127.0.0.1:{ui_port}
   metrics       {api_url}/metrics (API), http://{env["WORKER_METRICS_ADDRESS"]}/metrics (worker)
+  health        {api_url}/readyz (API), http://{env["WORKER_HEALTH_ADDRESS"]}/readyz (worker)
   Stripe        {env.get('STRIPE_API_BASE', 'https://api.stripe.com')}
   demo tenant   {demo['slug']} ({demo['tenant_id']}), demo user: alice
   client key    {demo['client_key']}

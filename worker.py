@@ -36,6 +36,7 @@ from settings import Settings, get_settings
 from temporal_client import connect, exit_now, metrics_runtime
 from workflows.campaign import CampaignWorkflow
 from workflows.donation import DonationWorkflow
+from workflows.metrics import FlowMetricsInterceptor
 from workflows.order_payment import OrderPaymentWorkflow
 from workflows.purchase_credit import PurchaseCreditWorkflow
 from workflows.refund import RefundWorkflow
@@ -64,7 +65,8 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
     campaigns = CampaignActivities(sessions)
     withdrawals = WithdrawalActivities(sessions)
     webhooks = WebhookActivities(sessions)
-    interceptors = [LogContextInterceptor(), *worker_options.pop("interceptors", [])]  # type: ignore[misc]
+    interceptors = [LogContextInterceptor(), FlowMetricsInterceptor(),
+                    *worker_options.pop("interceptors", [])]  # type: ignore[misc]
     return Worker(
         client,
         task_queue=task_queue,

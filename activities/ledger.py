@@ -49,6 +49,11 @@ class LedgerActivities:
     async def post_transfers(self, req: PostTransfersRequest) -> list[PostedTransfer]:
         posted = await self._transaction(
             lambda repo: repo.post(req.tenant_id, req.flow_id, req.transfers, req.pending))
+        written = sum(1 for t in posted if not t.replayed)
+        if written:
+            activity.metric_meter().create_counter(
+                "walletflow_ledger_transfers", "Ledger transfers written").add(
+                written, {"state": "pending" if req.pending else "posted"})
         log.info("ledger: %d transfer(s) %s", len(posted), "held" if req.pending else "posted",
                  extra={"transfers": [f"{t.idempotency_key}={t.transfer_id}"
                                       f"{' (replayed)' if t.replayed else ''}" for t in posted]})

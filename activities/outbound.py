@@ -84,6 +84,10 @@ class WebhookActivities:
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"[:300]
         await self._attempt(inp.delivery_id, status, error, started)
+        activity.metric_meter().create_counter(
+            "walletflow_webhook_deliveries", "Outbound webhook delivery attempts").add(
+            1, {"result": "delivered" if status is not None and 200 <= status < 300 else
+                "gone" if status == 410 else "error" if status is None else f"http_{status}"})
         if status is not None and 200 <= status < 300:
             await self._finish(inp.delivery_id, "delivered", status, None)
             return "delivered"

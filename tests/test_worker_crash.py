@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from db.ledger import LedgerRepository
@@ -65,7 +66,8 @@ async def crash_setup(start_api, database_url, temporal_address, standin, api, t
            "STRIPE_API_BASE": standin.url, "STRIPE_CHECKOUT_BASE": standin.url,
            "STRIPE_WEBHOOK_SECRETS": WEBHOOK_SECRET, "STRIPE_TIMEOUT_SECONDS": "2",
            "DB_POOL_SIZE": "3", "RUN_DISPATCHER": "false",
-           "WORKER_HEALTH_ADDRESS": f"127.0.0.1:{free_port()}", "LOG_FORMAT": "json"}
+           "WORKER_HEALTH_ADDRESS": f"127.0.0.1:{free_port()}", "LOG_FORMAT": "json",
+           "WORKER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}
     worker = WorkerProcess(env, tmp_path_factory.mktemp("worker") / "worker.log")
     worker.start()
     server = await start_api(temporal_task_queue=queue)
@@ -190,7 +192,8 @@ async def test_killed_after_approval_before_payout(crash_setup, stripe_ctl, sess
     assert len(await payouts()) == 1
 
 
-async def test_the_worker_reports_readiness_and_logs_json(crash_setup) -> None:
+async def test_the_worker_reports_readiness_metrics_and_logs_json(crash_setup, stripe_ctl,
+                                                                   tenant) -> None:
     client, worker = crash_setup
     probes = f"http://{worker.env['WORKER_HEALTH_ADDRESS']}"
     async with httpx.AsyncClient(base_url=probes, timeout=5) as http:
@@ -207,8 +210,25 @@ async def test_the_worker_reports_readiness_and_logs_json(crash_setup) -> None:
         assert await ready() is None  # a dead worker answers nothing, so it is not ready
         worker.start()
         await eventually(ready, lambda r: r is not None and r.status_code == 200, within=60)
+    # Its Prometheus endpoint: the SDK's metrics and ours, moving as a flow runs.
+    r = await topup(client, tenant, "metrics-1", amount="3.00", currency="EUR")
+    await stripe_ctl.post(f"/_standin/payment_intents/{r.json()['payment']['payment_id']}"
+                          "/succeed")
+    await wait_state(client, tenant, r.json()["flow_id"], "completed", within=60)
+    async with httpx.AsyncClient(timeout=5) as http:
+        text_ = (await http.get(f"http://{worker.env['WORKER_METRICS_ADDRESS']}/metrics")).text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text_) for s in family.samples}
+
+    def value(name: str, **labels: str) -> float:
+        return sum(v for (n, lbl), v in samples.items() if n.startswith(name)
+                   and all(dict(lbl).get(k) == x for k, x in labels.items()))
+    assert value("walletflow_flows_started", kind="TopUpWorkflow") >= 1, text_[:3000]
+    assert value("walletflow_flows_finished", kind="TopUpWorkflow", outcome="completed") >= 1
+    assert value("walletflow_ledger_transfers", state="posted") >= 1
+    assert value("temporal_workflow_completed") >= 1  # the SDK's own
     # What the real worker wrote during this module: JSON lines, the flows' ids on them.
     records = [json.loads(line) for line in worker.log.read_text().splitlines() if line]
     assert records and all(r["service"] == "worker" for r in records)
     flows = {r["flow_id"] for r in records if r.get("logger") == "activities.ledger"}
-    assert any(":topup:crash-" in f for f in flows), flows
+    assert r.json()["flow_id"] in flows, flows
