@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.campaigns import emit
 from db.ledger import LedgerError, LedgerRace, LedgerRepository
 from workflows.contracts import (
     POST_TRANSFERS,
@@ -47,8 +48,13 @@ class LedgerActivities:
 
     @activity.defn(name=POST_TRANSFERS)
     async def post_transfers(self, req: PostTransfersRequest) -> list[PostedTransfer]:
-        posted = await self._transaction(
-            lambda repo: repo.post(req.tenant_id, req.flow_id, req.transfers, req.pending))
+        async def work(repo: LedgerRepository) -> list[PostedTransfer]:
+            posted = await repo.post(req.tenant_id, req.flow_id, req.transfers, req.pending)
+            for e in req.events:
+                await emit(repo.session, e.tenant_id, e.key, e.type, dict(e.payload))
+            return posted
+
+        posted = await self._transaction(work)
         written = sum(1 for t in posted if not t.replayed)
         if written:
             activity.metric_meter().create_counter(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.contracts import AccountRef, PostedTransfer, TransferRequest
@@ -64,23 +65,14 @@ _LOCK = text(
     "SELECT id, kind, posted, pending_in, pending_out FROM accounts "
     "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
 )
-# One round trip: lock the accounts (ascending id) and find transfers already written under
-# the keys. The transfer lookup sees the statement's snapshot; a same-key writer that commits
-# while we wait for the locks is caught by ON CONFLICT below (LedgerRace, retried).
-_LOCK_AND_FIND = text(
-    "WITH locked AS (SELECT id, kind, posted, pending_in, pending_out FROM accounts "
-    "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE) "
-    "SELECT 'account' AS row_kind, id, kind, posted, pending_in, pending_out, "
-    "CAST(NULL AS text) AS idempotency_key, CAST(NULL AS bigint) AS debit_account_id, "
-    "CAST(NULL AS bigint) AS credit_account_id, CAST(NULL AS bigint) AS amount, "
-    "CAST(NULL AS text) AS currency, CAST(NULL AS text) AS state FROM locked "
-    "UNION ALL SELECT 'transfer', id, NULL, NULL, NULL, NULL, idempotency_key, "
-    "debit_account_id, credit_account_id, amount, currency, state FROM transfers "
-    "WHERE tenant_id = :tenant AND idempotency_key = ANY(:keys)"
+# Lock, decide and write a batch of transfers in one round trip (see migration 0008).
+_POST = text(
+    "SELECT idempotency_key, transfer_id, state, replayed, problem FROM ledger_post("
+    "CAST(:tenant AS uuid), :flow, :pending, CAST(:keys AS text[]), CAST(:debits AS bigint[]), "
+    "CAST(:credits AS bigint[]), CAST(:amounts AS bigint[]), CAST(:currencies AS text[]), "
+    "CAST(:kinds AS text[]), CAST(:metas AS text[]))"
 )
-# One round trip: insert the transfers and apply the balance deltas, the deltas only if every
-# transfer was inserted.
-_INSERT_AND_APPLY = text(
+_APPLY = text(
     "WITH ins AS (INSERT INTO transfers (tenant_id, idempotency_key, debit_account_id, "
     "credit_account_id, amount, currency, state, kind, flow_id, metadata, debit_posted_after, "
     "credit_posted_after, resolved_at) "
@@ -188,81 +180,41 @@ class LedgerRepository:
 
     async def post(self, tenant_id: str, flow_id: str, transfers: list[TransferRequest],
                    pending: bool = False) -> list[PostedTransfer]:
-        """Write transfers (posted, or pending holds) all-or-nothing.
+        """Write transfers (posted, or pending holds) all-or-nothing, in one round trip
+        (``ledger_post()``, migration 0008).
 
         A key already written returns the first result and moves nothing; the same key with a
         different movement raises LedgerConflict; a user account without enough available
-        funds raises InsufficientFunds.
+        funds raises InsufficientFunds. Refusals write nothing and leave the transaction usable.
         """
-        resolved = []
+        rows: dict[str, list[Any]] = {k: [] for k in (
+            "keys", "debits", "credits", "amounts", "currencies", "kinds", "metas")}
         for t in transfers:
             if t.amount <= 0 or t.debit.currency != t.currency or t.credit.currency != t.currency:
                 raise LedgerConflict(f"malformed transfer {t.idempotency_key}")
-            debit = await self.account_id(tenant_id, t.debit)
-            credit = await self.account_id(tenant_id, t.credit)
-            resolved.append((t, debit, credit))
-        ids = {i for _, d, c in resolved for i in (d, c)}
-        keys = [t.idempotency_key for t, _, _ in resolved]
-        accounts: dict[int, dict[str, Any]] = {}
-        existing = {}
-        for r in await self.session.execute(_LOCK_AND_FIND, {"ids": sorted(ids),
-                                                             "tenant": tenant_id, "keys": keys}):
-            if r.row_kind == "account":
-                accounts[r.id] = {"kind": r.kind, "posted": r.posted,
-                                  "pending_in": r.pending_in, "pending_out": r.pending_out,
-                                  "_orig": (r.posted, r.pending_in, r.pending_out)}
-            else:
-                existing[r.idempotency_key] = r
-        if len(accounts) != len(ids):  # created by a transaction not committed (yet)
-            raise LedgerRace(f"accounts {sorted(ids - accounts.keys())} are not visible yet")
-        state = "pending" if pending else "posted"
-        results: dict[str, PostedTransfer] = {}
-        new = []
-        for t, debit, credit in resolved:
-            old = existing.get(t.idempotency_key)
-            if old is None:
-                new.append((t, debit, credit))
-                continue
-            if (old.debit_account_id, old.credit_account_id, old.amount, old.currency) != (
-                debit, credit, t.amount, t.currency
-            ):
-                raise LedgerConflict(
-                    f"idempotency key {t.idempotency_key} was used for a different transfer"
-                )
-            results[t.idempotency_key] = PostedTransfer(old.id, t.idempotency_key, old.state, True)
-
-        rows: dict[str, list] = {k: [] for k in (
-            "keys", "debits", "credits", "amounts", "currencies", "states", "kinds", "metas",
-            "dpas", "cpas")}
-        for t, debit, credit in new:
-            d, c = accounts[debit], accounts[credit]
-            if d["kind"] in USER_KINDS and d["posted"] - d["pending_out"] < t.amount:
-                raise InsufficientFunds(
-                    f"available {d['posted'] - d['pending_out']} < {t.amount} {t.currency}"
-                )
-            if pending:
-                d["pending_out"] += t.amount
-                c["pending_in"] += t.amount
-                dpa = cpa = None
-            else:
-                d["posted"] -= t.amount
-                c["posted"] += t.amount
-                dpa, cpa = d["posted"], c["posted"]
-            for k, v in (("keys", t.idempotency_key), ("debits", debit), ("credits", credit),
-                         ("amounts", t.amount), ("currencies", t.currency), ("states", state),
-                         ("kinds", t.kind), ("metas", json.dumps(t.metadata)), ("dpas", dpa),
-                         ("cpas", cpa)):
+            for k, v in (("keys", t.idempotency_key),
+                         ("debits", await self.account_id(tenant_id, t.debit)),
+                         ("credits", await self.account_id(tenant_id, t.credit)),
+                         ("amounts", t.amount), ("currencies", t.currency), ("kinds", t.kind),
+                         ("metas", json.dumps(t.metadata))):
                 rows[k].append(v)
-        if new:
-            deltas = self._deltas(accounts)
-            inserted = (await self.session.execute(_INSERT_AND_APPLY, {
-                "tenant": tenant_id, "flow": flow_id, "n": len(new), **rows, **deltas})).all()
-            if len(inserted) != len(new) or (deltas["ids"] and
-                                              inserted[0].updated != len(deltas["ids"])):
-                raise LedgerRace(f"a concurrent writer used one of {keys}; retry")
-            for r in inserted:
-                results[r.idempotency_key] = PostedTransfer(r.id, r.idempotency_key, r.state, False)
-        return [results[t.idempotency_key] for t in transfers]
+        try:
+            result = (await self.session.execute(_POST, {
+                "tenant": tenant_id, "flow": flow_id, "pending": pending, **rows})).all()
+        except DBAPIError as e:
+            if _sqlstate(e) == "WL001":
+                raise LedgerRace(f"a concurrent writer used one of {rows['keys']}; retry") from e
+            raise
+        problem = result[0].problem if result else None
+        if problem:
+            code, _, detail = problem.partition(": ")
+            if code == "insufficient_funds":
+                raise InsufficientFunds(detail)
+            if code == "conflict":
+                raise LedgerConflict(detail)
+            raise LedgerRace(detail)
+        return [PostedTransfer(r.transfer_id, r.idempotency_key, r.state, r.replayed)
+                for r in result]
 
     async def resolve(self, tenant_id: str, idempotency_key: str, outcome: str) -> PostedTransfer:
         """Post or void a pending transfer (a hold). Resolving it again the same way returns the
@@ -395,3 +347,9 @@ class LedgerRepository:
                 progress(f"[{n}/{len(checks)}] {'VIOLATED' if rows else 'ok'}: not {name} "
                          f"({time.perf_counter() - started:.2f} s)")
         return problems
+
+
+def _sqlstate(e: DBAPIError) -> str | None:
+    orig = e.orig
+    return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None),
+                                                      "sqlstate", None)

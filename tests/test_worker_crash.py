@@ -112,7 +112,7 @@ async def test_killed_while_posting_to_the_ledger(crash_setup, stripe_ctl, sessi
             async with sessions() as s:
                 return (await s.execute(text(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%FROM accounts%FOR UPDATE%'"))).scalar_one()
+                    "AND query LIKE '%ledger_post(%'"))).scalar_one()
 
         await eventually(waiting_on_lock, lambda n: n >= 1, within=30)
         worker.kill()  # mid-transaction: PostgreSQL rolls the posting back

@@ -148,6 +148,8 @@ class PostTransfersRequest:
     flow_id: str
     transfers: list[TransferRequest]
     pending: bool = False  # holds (two-phase) instead of posted transfers
+    # business events recorded in the same transaction as the money movement (the outbox)
+    events: list[EventOut] = field(default_factory=list)
 
 
 @dataclass

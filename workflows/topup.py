@@ -80,8 +80,10 @@ class TopUpWorkflow:
                 return await self._finish("expired", "no payment before the expiry")
 
         self._state = "crediting"
-        await self._credit(inp)
-        return await self._finish("completed", None)
+        # Since this patch, topup.completed is recorded in the credit's own transaction.
+        with_event = workflow.patched("topup-event-with-credit")
+        await self._credit(inp, [self._event_out("completed", None)] if with_event else [])
+        return await self._finish("completed", None, recorded=with_event)
 
     async def _create_payment(self, inp: TopUpInput) -> GatewayPayment:
         return await workflow.execute_activity(
@@ -122,7 +124,7 @@ class TopUpWorkflow:
                    else "payment_succeeded_before_cancel")
         return result
 
-    async def _credit(self, inp: TopUpInput) -> list[PostedTransfer]:
+    async def _credit(self, inp: TopUpInput, events: list[EventOut]) -> list[PostedTransfer]:
         clearing = AccountRef("gateway_clearing", inp.gateway, inp.charge.currency)
         if inp.credit.currency == POINTS:
             transfers = [
@@ -143,23 +145,29 @@ class TopUpWorkflow:
             ]
         posted = await workflow.execute_local_activity(
             POST_TRANSFERS,
-            PostTransfersRequest(inp.tenant_id, inp.flow_id, transfers),
+            PostTransfersRequest(inp.tenant_id, inp.flow_id, transfers, events=events),
             result_type=list[PostedTransfer],
             **policies.LEDGER,
         )
         self._step("wallet_credited")
         return posted
 
-    async def _finish(self, state: str, error: str | None) -> TopUpResult:
+    def _event_out(self, state: str, error: str | None) -> EventOut:
         assert self._input is not None
         inp = self._input
-        await workflow.execute_activity(EMIT_EVENT, EventOut(
+        return EventOut(
             inp.tenant_id, f"topup:{inp.flow_id}",
             "topup.completed" if state == "completed" else "topup.failed",
             {"flow_id": inp.flow_id, "user_id": inp.user_id, "state": state,
              "amount": format_amount(inp.credit.amount, inp.credit.currency),
-             "currency": inp.credit.currency, **({"error": error} if error else {})}),
-            **policies.LEDGER)
+             "currency": inp.credit.currency, **({"error": error} if error else {})})
+
+    async def _finish(self, state: str, error: str | None,
+                      recorded: bool = False) -> TopUpResult:
+        """``recorded``: the event was already written with the ledger transfer."""
+        if not recorded:
+            await workflow.execute_activity(EMIT_EVENT, self._event_out(state, error),
+                                            **policies.LEDGER)
         self._state, self._error = state, error  # reported once its event is recorded
         self._step(state)
         workflow.logger.info("top-up %s%s", state, f": {error}" if error else "")

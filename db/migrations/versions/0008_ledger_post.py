@@ -1,0 +1,146 @@
+"""ledger_post(): a batch of transfers written in one round trip, inside PostgreSQL.
+
+The same rules the repository applied in Python, now next to the rows they guard: lock every
+account in ascending id order; a key already written returns its first result (or a conflict if
+the movement differs); a user account never goes below zero available; all or nothing. Business
+refusals come back as a `problem` row and write nothing (the caller's transaction stays usable);
+a same-key writer that raced in raises SQLSTATE WL001 (retry).
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+import importlib
+
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+statements = importlib.import_module("db.migrations.versions.0001_initial").statements
+
+UPGRADE = r"""
+CREATE FUNCTION ledger_post(p_tenant uuid, p_flow text, p_pending boolean, p_keys text[],
+                            p_debits bigint[], p_credits bigint[], p_amounts bigint[],
+                            p_currencies text[], p_kinds text[], p_metas text[])
+RETURNS TABLE (idempotency_key text, transfer_id bigint, state text, replayed boolean,
+               problem text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    n        int := cardinality(p_keys);
+    ids      bigint[];
+    kinds    text[];
+    bal      bigint[];
+    p_in     bigint[];
+    p_out    bigint[];
+    orig_p   bigint[];
+    orig_in  bigint[];
+    orig_out bigint[];
+    dpa      bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+    cpa      bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+    fresh    boolean[] := array_fill(false, ARRAY[n]);
+    wanted   int;
+    written  int;
+    i        int;
+    d        int;
+    c        int;
+    prev     record;
+BEGIN
+    -- Lock every account touched, ascending id: concurrent flows serialise, never deadlock.
+    SELECT array_agg(a.id), array_agg(a.kind), array_agg(a.posted), array_agg(a.pending_in),
+           array_agg(a.pending_out)
+      INTO ids, kinds, bal, p_in, p_out
+      FROM (SELECT ac.id, ac.kind, ac.posted, ac.pending_in, ac.pending_out FROM accounts ac
+             WHERE ac.id = ANY(p_debits || p_credits) AND ac.tenant_id = p_tenant
+             ORDER BY ac.id FOR UPDATE) a;
+    SELECT count(DISTINCT x) INTO wanted FROM unnest(p_debits || p_credits) x;
+    IF coalesce(cardinality(ids), 0) <> wanted THEN
+        RETURN QUERY SELECT NULL::text, NULL::bigint, NULL::text, false,
+                            'race: an account is not visible yet'::text;
+        RETURN;
+    END IF;
+    orig_p := bal; orig_in := p_in; orig_out := p_out;
+
+    -- Decide every transfer on the locked balances before writing anything.
+    FOR i IN 1..n LOOP
+        SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency
+          INTO prev FROM transfers t
+         WHERE t.tenant_id = p_tenant AND t.idempotency_key = p_keys[i];
+        IF FOUND THEN
+            IF (prev.debit_account_id, prev.credit_account_id, prev.amount, prev.currency)
+               IS DISTINCT FROM (p_debits[i], p_credits[i], p_amounts[i], p_currencies[i]) THEN
+                RETURN QUERY SELECT p_keys[i], prev.id, NULL::text, true,
+                    'conflict: idempotency key ' || p_keys[i]
+                    || ' was used for a different transfer';
+                RETURN;
+            END IF;
+            CONTINUE;
+        END IF;
+        fresh[i] := true;
+        d := array_position(ids, p_debits[i]);
+        c := array_position(ids, p_credits[i]);
+        IF kinds[d] IN ('user_wallet', 'user_points')
+           AND bal[d] - p_out[d] < p_amounts[i] THEN
+            RETURN QUERY SELECT p_keys[i], NULL::bigint, NULL::text, false,
+                'insufficient_funds: available ' || (bal[d] - p_out[d]) || ' < '
+                || p_amounts[i] || ' ' || p_currencies[i];
+            RETURN;
+        END IF;
+        IF p_pending THEN
+            p_out[d] := p_out[d] + p_amounts[i];
+            p_in[c] := p_in[c] + p_amounts[i];
+        ELSE
+            bal[d] := bal[d] - p_amounts[i];
+            bal[c] := bal[c] + p_amounts[i];
+            dpa[i] := bal[d];
+            cpa[i] := bal[c];
+        END IF;
+    END LOOP;
+
+    -- Write: the new transfers, then every changed balance in one statement.
+    INSERT INTO transfers (tenant_id, idempotency_key, debit_account_id, credit_account_id,
+                           amount, currency, state, kind, flow_id, metadata,
+                           debit_posted_after, credit_posted_after, resolved_at)
+    SELECT p_tenant, p_keys[j], p_debits[j], p_credits[j], p_amounts[j], p_currencies[j],
+           CASE WHEN p_pending THEN 'pending' ELSE 'posted' END, p_kinds[j], p_flow,
+           coalesce(p_metas[j], '{}')::jsonb, dpa[j], cpa[j],
+           CASE WHEN p_pending THEN NULL ELSE now() END
+      FROM generate_subscripts(p_keys, 1) j WHERE fresh[j]
+    ON CONFLICT ON CONSTRAINT transfers_key_unique DO NOTHING;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    IF written <> (SELECT count(*) FROM unnest(fresh) f WHERE f) THEN
+        RAISE EXCEPTION 'a concurrent writer used one of %', p_keys USING ERRCODE = 'WL001';
+    END IF;
+    UPDATE accounts a
+       SET posted = a.posted + (v.p - v.op), pending_in = a.pending_in + (v.pi - v.opi),
+           pending_out = a.pending_out + (v.po - v.opo)
+      FROM unnest(ids, bal, orig_p, p_in, orig_in, p_out, orig_out)
+           AS v(id, p, op, pi, opi, po, opo)
+     WHERE a.id = v.id AND (v.p, v.pi, v.po) IS DISTINCT FROM (v.op, v.opi, v.opo);
+
+    RETURN QUERY
+        SELECT k.key, t.id, t.state, NOT fresh[k.ord::int], NULL::text
+          FROM unnest(p_keys) WITH ORDINALITY AS k(key, ord)
+          JOIN transfers t ON t.tenant_id = p_tenant AND t.idempotency_key = k.key
+         ORDER BY k.ord;
+END
+$$;
+"""
+
+DOWNGRADE = r"""
+DROP FUNCTION ledger_post(uuid, text, boolean, text[], bigint[], bigint[], bigint[], text[],
+                          text[], text[]);
+"""
+
+
+def upgrade() -> None:
+    for statement in statements(UPGRADE):
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for statement in statements(DOWNGRADE):
+        op.execute(statement)
