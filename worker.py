@@ -123,7 +123,7 @@ async def main() -> None:
     settings = get_settings()
     tracer_provider = tracer_provider_from_env("worker")
     engine = create_engine(await resolve_database_url(settings.database_url, settings.state_dir),
-                           settings.db_pool_size)
+                           settings.db_pool_size, pre_ping=False)
     gateways = build_gateways(settings)
     runtime = (metrics_runtime(settings.worker_metrics_address)
                if settings.worker_metrics_address else None)

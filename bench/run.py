@@ -378,7 +378,7 @@ async def start_stack(stack: AsyncExitStack, cfg: BenchConfig) -> Stack:
         webhook_retry_delays=(0.2, 0.5, 1.0, 2.0)))).start()
     stack.push_async_callback(standin.stop)
 
-    engine = create_engine(db_url, 10)
+    engine = create_engine(db_url, 10, pre_ping=False)  # the worker's engine, as worker.py
     stack.push_async_callback(engine.dispose)
     sessions = session_factory(engine)
 
@@ -615,7 +615,7 @@ async def pgbench_tps(st: Stack, cfg: BenchConfig) -> dict[str, Any]:
 
 async def part_ledger(st: Stack, cfg: BenchConfig, res: Results) -> None:
     tenant = await create_tenant(st.sessions, "bench-c")
-    engine = create_engine(st.db_url, LEDGER_TASKS)
+    engine = create_engine(st.db_url, LEDGER_TASKS, pre_ping=False)  # as the worker
     sessions = session_factory(engine)
     cache: dict[tuple, int] = {}  # the account-id cache, as LedgerActivities keeps one
     clearing = AccountRef("gateway_clearing", "stripe", "EUR")

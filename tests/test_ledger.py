@@ -186,3 +186,40 @@ async def test_the_invariant_check_detects_a_corrupted_balance(sessions, tenant:
         await s.rollback()
     assert any("cached balance" in p for p in problems)
     assert any("do not balance" in p for p in problems)
+
+
+async def test_the_clearing_account_is_sharded_and_read_as_one(sessions, tenant: Tenant) -> None:
+    """gateway_clearing is split over shards (one hot row would serialise every top-up); a key
+    always lands on the same shard, so a retry is still recognised; reads add them up."""
+    transfers = [TransferRequest(f"shard-{i}", clearing(), wallet(f"u{i}"), 100 + i, "EUR",
+                                 "topup") for i in range(40)]
+    for t in transfers:
+        await post(sessions, tenant, t)
+    again = await post(sessions, tenant, transfers[7])
+    assert again[0].replayed  # same key → same shard → the first result
+    async with sessions() as s:
+        shards = (await s.execute(text(
+            "SELECT owner_id, posted FROM accounts WHERE tenant_id = :t "
+            "AND kind = 'gateway_clearing'"), {"t": tenant.id})).all()
+        system = await LedgerRepository(s).system_balances(tenant.id)
+    assert len(shards) > 8 and all(o.startswith("stripe#") for o, _ in shards)
+    total = -sum(100 + i for i in range(40))
+    assert sum(p for _, p in shards) == total
+    assert [(b.kind, b.owner_id, b.currency, b.posted) for b in system] == [
+        ("gateway_clearing", "stripe", "EUR", total)]
+    async with sessions.begin() as s:
+        with pytest.raises(ValueError):
+            await LedgerRepository(s).lock(tenant.id, [clearing()])
+
+
+async def test_a_refusal_leaves_the_transaction_usable(sessions, tenant: Tenant) -> None:
+    """Insufficient funds is answered without an error inside PostgreSQL, so the caller's
+    transaction can go on (e.g. a clawback that finds the cashback already spent)."""
+    async with sessions.begin() as s:
+        repo = LedgerRepository(s)
+        with pytest.raises(InsufficientFunds):
+            await repo.post(tenant.id, "f", [TransferRequest("r-1", wallet(), revenue(), 500,
+                                                             "EUR", "payment")])
+        await repo.post(tenant.id, "f", [TransferRequest("r-2", clearing(), wallet(), 700,
+                                                         "EUR", "topup")])
+    assert (await balance(sessions, tenant))[0] == 700
