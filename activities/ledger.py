@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.campaigns import emit
 from db.ledger import LedgerError, LedgerRace, LedgerRepository
 from workflows.contracts import (
     POST_TRANSFERS,
@@ -26,12 +25,23 @@ log = logging.getLogger(__name__)
 
 
 class LedgerActivities:
+    """``post_transfers`` is one statement (``ledger_post()``), run on an autocommit
+    connection: the statement is the transaction, with no BEGIN/COMMIT round trips while the
+    accounts are locked. ``resolve_transfers`` is a regular transaction."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]):
         self.sessions = sessions
+        self.autocommit = async_sessionmaker(
+            sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False)
         self._account_ids: dict[tuple, int] = {}
 
-    async def _transaction(self, work: Callable[[LedgerRepository], Awaitable[T]]) -> T:
+    async def _transaction(self, work: Callable[[LedgerRepository], Awaitable[T]],
+                           single_statement: bool = False) -> T:
         try:
+            if single_statement:
+                async with self.autocommit() as session:
+                    return await work(LedgerRepository(session, self._account_ids))
             async with self.sessions.begin() as session:
                 return await work(LedgerRepository(session, self._account_ids))
         except LedgerError as e:
@@ -48,15 +58,11 @@ class LedgerActivities:
 
     @activity.defn(name=POST_TRANSFERS)
     async def post_transfers(self, req: PostTransfersRequest) -> list[PostedTransfer]:
-        async def work(repo: LedgerRepository) -> list[PostedTransfer]:
-            posted = await repo.post(req.tenant_id, req.flow_id, req.transfers, req.pending)
-            for e in req.events:
-                await emit(repo.session, e.tenant_id, e.key, e.type, dict(e.payload))
-            return posted
-
-        posted = await self._transaction(work)
+        posted = await self._transaction(
+            lambda repo: repo.post(req.tenant_id, req.flow_id, req.transfers, req.pending,
+                                   req.events), single_statement=True)
         written = sum(1 for t in posted if not t.replayed)
-        if written:
+        if written and activity.in_activity():
             activity.metric_meter().create_counter(
                 "walletflow_ledger_transfers", "Ledger transfers written").add(
                 written, {"state": "pending" if req.pending else "posted"})

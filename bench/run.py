@@ -55,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
+from activities.ledger import LedgerActivities  # noqa: E402
 from api.app import create_app  # noqa: E402
 from db.engine import create_engine, embedded_postgres_url, session_factory  # noqa: E402
 from db.ledger import LedgerRepository  # noqa: E402
@@ -62,7 +63,7 @@ from db.migrate import upgrade_async  # noqa: E402
 from settings import Settings  # noqa: E402
 from tests.support import LiveServer, Tenant, create_tenant  # noqa: E402
 from worker import build_gateways, build_worker  # noqa: E402
-from workflows.contracts import AccountRef, TransferRequest  # noqa: E402
+from workflows.contracts import AccountRef, PostTransfersRequest, TransferRequest  # noqa: E402
 
 STATE_DIR = ROOT / ".walletflow" / "bench"
 RESULTS_PATH = ROOT / "bench" / "results.json"
@@ -507,11 +508,11 @@ async def part_topup(st: Stack, cfg: BenchConfig, res: Results) -> None:
 
 # --- (c) the ledger and pgbench -----------------------------------------------------------------
 
-async def ledger_rate(sessions: async_sessionmaker[AsyncSession], tenant_id: str,
-                      cache: dict[tuple, int], make: Callable[[int, int], TransferRequest],
+async def ledger_rate(ledger: LedgerActivities, tenant_id: str,
+                      make: Callable[[int, int], TransferRequest],
                       seconds: float, warmup: float = 1.0) -> dict[str, float]:
-    """Transfers/s of LEDGER_TASKS tasks, each posting one transfer per transaction, counted
-    over ``seconds`` after ``warmup``."""
+    """Transfers/s of LEDGER_TASKS tasks, each posting one transfer per transaction through
+    the worker's own ledger activity code, counted over ``seconds`` after ``warmup``."""
     begin = time.perf_counter()
     window_start, window_end = begin + warmup, begin + warmup + seconds
     counted = 0
@@ -524,9 +525,8 @@ async def ledger_rate(sessions: async_sessionmaker[AsyncSession], tenant_id: str
             transfer = make(t, n)
             n += 1
             try:
-                async with sessions.begin() as session:
-                    await LedgerRepository(session, cache).post(tenant_id, "bench-ledger",
-                                                                [transfer])
+                await ledger.post_transfers(PostTransfersRequest(tenant_id, "bench-ledger",
+                                                                 [transfer]))
             except Exception as e:  # counted and reported
                 errors.append(f"{type(e).__name__}: {e}")
                 if len(errors) > 50:
@@ -617,7 +617,7 @@ async def part_ledger(st: Stack, cfg: BenchConfig, res: Results) -> None:
     tenant = await create_tenant(st.sessions, "bench-c")
     engine = create_engine(st.db_url, LEDGER_TASKS, pre_ping=False)  # as the worker
     sessions = session_factory(engine)
-    cache: dict[tuple, int] = {}  # the account-id cache, as LedgerActivities keeps one
+    ledger = LedgerActivities(sessions)  # what the worker runs (with its account-id cache)
     clearing = AccountRef("gateway_clearing", "stripe", "EUR")
     users = [f"bench-user-{i:04d}" for i in range(LEDGER_USERS)]
     run = st.run_id
@@ -642,17 +642,17 @@ async def part_ledger(st: Stack, cfg: BenchConfig, res: Results) -> None:
     try:
         # Create the 1,000 wallets (and fund them for the p2p run) in one transaction.
         async with sessions.begin() as session:
-            await LedgerRepository(session, cache).post(tenant.id, "bench-ledger-setup", [
+            await LedgerRepository(session).post(tenant.id, "bench-ledger-setup", [
                 TransferRequest(f"bench:{run}:fund:{u}", clearing, wallet(u), 1_000_000, "EUR",
                                 "topup") for u in users])
         seconds = cfg.ledger_seconds
-        spread_r = await ledger_rate(sessions, tenant.id, cache, spread, seconds)
+        spread_r = await ledger_rate(ledger, tenant.id, spread, seconds)
         log(f"(c) ledger, {LEDGER_TASKS} tasks, gateway_clearing → {LEDGER_USERS} wallets: "
             f"{spread_r['tps']:.0f} transfers/s ({spread_r['errors']} errors) {fmt_cpu(spread_r)}")
-        hot_r = await ledger_rate(sessions, tenant.id, cache, hot, seconds)
+        hot_r = await ledger_rate(ledger, tenant.id, hot, seconds)
         log(f"(c) ledger, {LEDGER_TASKS} tasks, gateway_clearing → ONE wallet: "
             f"{hot_r['tps']:.0f} transfers/s ({hot_r['errors']} errors) {fmt_cpu(hot_r)}")
-        p2p_r = await ledger_rate(sessions, tenant.id, cache, p2p, seconds)
+        p2p_r = await ledger_rate(ledger, tenant.id, p2p, seconds)
         log(f"(c) ledger, {LEDGER_TASKS} tasks, wallet → wallet among {LEDGER_USERS} "
             f"(no shared account; informational): {p2p_r['tps']:.0f} transfers/s "
             f"({p2p_r['errors']} errors) {fmt_cpu(p2p_r)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows.contracts import AccountRef, PostedTransfer, TransferRequest
+from workflows.contracts import AccountRef, EventOut, PostedTransfer, TransferRequest
 
 USER_KINDS = frozenset({"user_wallet", "user_points"})
 # Hot system accounts split into shards (accounts "<owner>#<n>"): every top-up, card order and
@@ -76,7 +76,7 @@ _POST = text(
     "SELECT idempotency_key, transfer_id, state, replayed, problem FROM ledger_post("
     "CAST(:tenant AS uuid), :flow, :pending, CAST(:keys AS text[]), CAST(:debits AS bigint[]), "
     "CAST(:credits AS bigint[]), CAST(:amounts AS bigint[]), CAST(:currencies AS text[]), "
-    "CAST(:kinds AS text[]), CAST(:metas AS text[]))"
+    "CAST(:kinds AS text[]), CAST(:metas AS text[]), CAST(:events AS jsonb))"
 )
 _APPLY = text(
     "WITH ins AS (INSERT INTO transfers (tenant_id, idempotency_key, debit_account_id, "
@@ -190,14 +190,18 @@ class LedgerRepository:
         await self._lock({await self.account_id(tenant_id, r) for r in refs})
 
     async def post(self, tenant_id: str, flow_id: str, transfers: list[TransferRequest],
-                   pending: bool = False) -> list[PostedTransfer]:
+                   pending: bool = False, events: Sequence[EventOut] = ()
+                   ) -> list[PostedTransfer]:
         """Write transfers (posted, or pending holds) all-or-nothing, in one round trip
         (``ledger_post()``, migration 0008).
 
         A key already written returns the first result and moves nothing; the same key with a
         different movement raises LedgerConflict; a user account without enough available
         funds raises InsufficientFunds. Refusals write nothing and leave the transaction usable.
+        ``events`` are recorded in the outbox with the transfers (once per event key).
         """
+        if any(e.tenant_id != tenant_id for e in events):
+            raise LedgerConflict("an event for another tenant")
         rows: dict[str, list[Any]] = {k: [] for k in (
             "keys", "debits", "credits", "amounts", "currencies", "kinds", "metas")}
         for t in transfers:
@@ -214,7 +218,9 @@ class LedgerRepository:
         conn = await self.session.connection()  # Core execution: the hot path, no ORM
         try:
             result = (await conn.execute(_POST, {
-                "tenant": tenant_id, "flow": flow_id, "pending": pending, **rows})).all()
+                "tenant": tenant_id, "flow": flow_id, "pending": pending, **rows,
+                "events": json.dumps([{"key": e.key, "type": e.type, "payload": e.payload}
+                                      for e in events])})).all()
         except DBAPIError as e:
             if _sqlstate(e) == "WL001":
                 raise LedgerRace(f"a concurrent writer used one of {rows['keys']}; retry") from e

@@ -27,35 +27,34 @@ CREATE FUNCTION money_text(minor bigint, currency text) RETURNS text LANGUAGE sq
     FROM (SELECT CASE currency {_CASES} ELSE 2 END AS e) x
 $$;
 
-CREATE FUNCTION wallet_updated_events() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION wallet_updated_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- One event per account and transaction (a later change in the same transaction
     -- replaces the payload, so the event carries the balances as committed).
     INSERT INTO outbox_events (tenant_id, event_key, type, payload)
-    SELECT n.tenant_id, 'wallet.updated:' || n.id || ':' || txid_current(), 'wallet.updated',
-           jsonb_build_object(
-               'user_id', n.owner_id, 'account', n.kind, 'currency', n.currency,
-               'posted', money_text(n.posted, n.currency),
-               'pending_in', money_text(n.pending_in, n.currency),
-               'pending_out', money_text(n.pending_out, n.currency),
-               'available', money_text(n.posted - n.pending_out, n.currency))
-    FROM new_rows n JOIN old_rows o ON o.id = n.id
-    WHERE n.kind IN ('user_wallet', 'user_points')
-      AND (n.posted, n.pending_in, n.pending_out)
-          IS DISTINCT FROM (o.posted, o.pending_in, o.pending_out)
+    VALUES (NEW.tenant_id, 'wallet.updated:' || NEW.id || ':' || txid_current(),
+            'wallet.updated', jsonb_build_object(
+                'user_id', NEW.owner_id, 'account', NEW.kind, 'currency', NEW.currency,
+                'posted', money_text(NEW.posted, NEW.currency),
+                'pending_in', money_text(NEW.pending_in, NEW.currency),
+                'pending_out', money_text(NEW.pending_out, NEW.currency),
+                'available', money_text(NEW.posted - NEW.pending_out, NEW.currency)))
     ON CONFLICT (tenant_id, event_key) DO UPDATE SET payload = EXCLUDED.payload;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER accounts_wallet_updated AFTER UPDATE ON accounts
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION wallet_updated_events();
+-- A row trigger with a WHEN clause: system accounts (most updated rows) never call it.
+CREATE TRIGGER accounts_wallet_updated AFTER UPDATE ON accounts FOR EACH ROW
+    WHEN (NEW.kind IN ('user_wallet', 'user_points')
+          AND (NEW.posted, NEW.pending_in, NEW.pending_out)
+              IS DISTINCT FROM (OLD.posted, OLD.pending_in, OLD.pending_out))
+    EXECUTE FUNCTION wallet_updated_event();
 """
 
 DOWNGRADE = r"""
 DROP TRIGGER accounts_wallet_updated ON accounts;
-DROP FUNCTION wallet_updated_events();
+DROP FUNCTION wallet_updated_event();
 DROP FUNCTION money_text(bigint, text);
 """
 

@@ -2,7 +2,8 @@
 
 The same rules the repository applied in Python, now next to the rows they guard: lock every
 account in ascending id order; a key already written returns its first result (or a conflict if
-the movement differs); a user account never goes below zero available; all or nothing. Business
+the movement differs); a user account never goes below zero available; all or nothing; the
+business events the movement causes go to the outbox in the same transaction. Business
 refusals come back as a `problem` row and write nothing (the caller's transaction stays usable);
 a same-key writer that raced in raises SQLSTATE WL001 (retry).
 
@@ -24,7 +25,8 @@ statements = importlib.import_module("db.migrations.versions.0001_initial").stat
 UPGRADE = r"""
 CREATE FUNCTION ledger_post(p_tenant uuid, p_flow text, p_pending boolean, p_keys text[],
                             p_debits bigint[], p_credits bigint[], p_amounts bigint[],
-                            p_currencies text[], p_kinds text[], p_metas text[])
+                            p_currencies text[], p_kinds text[], p_metas text[],
+                            p_events jsonb DEFAULT '[]')
 RETURNS TABLE (idempotency_key text, transfer_id bigint, state text, replayed boolean,
                problem text)
 LANGUAGE plpgsql AS $$
@@ -121,6 +123,11 @@ BEGIN
            AS v(id, p, op, pi, opi, po, opo)
      WHERE a.id = v.id AND (v.p, v.pi, v.po) IS DISTINCT FROM (v.op, v.opi, v.opo);
 
+    -- The business events this movement causes, in the same transaction (the outbox).
+    INSERT INTO outbox_events (tenant_id, event_key, type, payload)
+    SELECT p_tenant, e->>'key', e->>'type', e->'payload' FROM jsonb_array_elements(p_events) e
+    ON CONFLICT DO NOTHING;
+
     RETURN QUERY
         SELECT k.key, t.id, t.state, NOT fresh[k.ord::int], NULL::text
           FROM unnest(p_keys) WITH ORDINALITY AS k(key, ord)
@@ -132,7 +139,7 @@ $$;
 
 DOWNGRADE = r"""
 DROP FUNCTION ledger_post(uuid, text, boolean, text[], bigint[], bigint[], bigint[], text[],
-                          text[], text[]);
+                          text[], text[], jsonb);
 """
 
 
