@@ -80,10 +80,9 @@ class TopUpWorkflow:
                 return await self._finish("expired", "no payment before the expiry")
 
         self._state = "crediting"
-        # Since this patch, topup.completed is recorded in the credit's own transaction.
-        with_event = workflow.patched("topup-event-with-credit")
-        await self._credit(inp, [self._event_out("completed", None)] if with_event else [])
-        return await self._finish("completed", None, recorded=with_event)
+        # topup.completed is recorded in the credit's own transaction (the outbox).
+        await self._credit(inp, [self._event_out("completed", None)])
+        return await self._finish("completed", None, recorded=True)
 
     async def _create_payment(self, inp: TopUpInput) -> GatewayPayment:
         return await workflow.execute_activity(

@@ -18,13 +18,19 @@ depends_on = None
 
 statements = importlib.import_module("db.migrations.versions.0001_initial").statements
 
-# Decimal strings like the API's ("12.50"), with each currency's decimals as of this migration.
-_CASES = " ".join(f"WHEN '{c}' THEN {e}" for c, e in sorted(CURRENCY_EXPONENTS.items()))
+# Decimal strings like the API's ("12.50"), with each currency's decimals as of this migration;
+# one SQL expression, so PostgreSQL inlines it into the trigger's query.
+_BY_EXPONENT: dict[int, list[str]] = {}
+for _c, _e in sorted(CURRENCY_EXPONENTS.items()):
+    _BY_EXPONENT.setdefault(_e, []).append(_c)
+_CASES = " ".join(
+    f"WHEN currency IN ({', '.join(repr(c) for c in cs)}) THEN "
+    + ("minor::text" if e == 0 else f"round(minor::numeric / {10 ** e}, {e})::text")
+    for e, cs in sorted(_BY_EXPONENT.items()))
 
 UPGRADE = rf"""
 CREATE FUNCTION money_text(minor bigint, currency text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT round(minor::numeric / (10::numeric ^ e), e)::text
-    FROM (SELECT CASE currency {_CASES} ELSE 2 END AS e) x
+    SELECT CASE {_CASES} ELSE round(minor::numeric / 100, 2)::text END
 $$;
 
 CREATE FUNCTION wallet_updated_event() RETURNS trigger LANGUAGE plpgsql AS $$
