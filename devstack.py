@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from settings import get_settings
+from temporal_client import dev_server_args
 
 ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -69,7 +70,8 @@ def main() -> int:
         if port_free(7233):
             spawn("temporal", [str(BIN / "temporal"), "server", "start-dev", "--ip", "127.0.0.1",
                                "--port", "7233", "--ui-port", str(ui_port), "--db-filename",
-                               str(state / "temporal.db"), "--log-level", "warn"])
+                               str(state / "temporal.db"), "--log-level", "warn",
+                               *dev_server_args()])
         wait_port("127.0.0.1", 7233, "Temporal")
         env["TEMPORAL_ADDRESS"] = "127.0.0.1:7233"
 

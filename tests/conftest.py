@@ -25,6 +25,7 @@ from db.engine import async_url, create_engine, embedded_postgres_url, session_f
 from db.ledger import LedgerRepository
 from db.migrate import upgrade_async
 from settings import Settings
+from temporal_client import dev_server_args
 from tests.support import LiveServer, Tenant, create_tenant
 from worker import build_gateways, build_worker
 
@@ -85,6 +86,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=_binary("temporal"),
         dev_server_startup_timeout=timedelta(seconds=90),
+        dev_server_extra_args=dev_server_args(),
     )
     yield env
     await env.shutdown()

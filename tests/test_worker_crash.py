@@ -38,6 +38,11 @@ class WorkerProcess:
             self.proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT,
                                          env=self.env, stdout=subprocess.DEVNULL, stderr=log)
 
+    def ensure_running(self) -> None:
+        """A test that failed half-way may have left the worker killed."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
@@ -79,6 +84,7 @@ async def crash_setup(start_api, database_url, temporal_address, standin, api, t
 async def test_killed_while_waiting_for_payment(crash_setup, stripe_ctl, sessions,
                                                 tenant) -> None:
     client, worker = crash_setup
+    worker.ensure_running()
     r = await topup(client, tenant, "crash-wait", amount="30.00", currency="EUR")
     assert r.status_code == 201, r.text
     worker.kill()
@@ -96,6 +102,7 @@ async def test_killed_while_waiting_for_payment(crash_setup, stripe_ctl, session
 async def test_killed_while_posting_to_the_ledger(crash_setup, stripe_ctl, sessions,
                                                   tenant) -> None:
     client, worker = crash_setup
+    worker.ensure_running()
     r = await topup(client, tenant, "crash-post", amount="40.00", currency="EUR")
     assert r.status_code == 201, r.text
     # Hold the wallet's row lock so the posting activity blocks inside its transaction.
@@ -115,11 +122,14 @@ async def test_killed_while_posting_to_the_ledger(crash_setup, stripe_ctl, sessi
                     "AND query LIKE '%ledger_post(%'"))).scalar_one()
 
         await eventually(waiting_on_lock, lambda n: n >= 1, within=30)
-        worker.kill()  # mid-transaction: PostgreSQL rolls the posting back
+        worker.kill()  # mid-statement: the worker is gone, its ledger_post() still waits
+        assert await tenant_transfers(sessions, tenant) == 0
         await blocker.rollback()
-    assert await tenant_transfers(sessions, tenant) == 0
+    # The posting is one autocommit statement: it completes on its own once the lock is free.
+    await eventually(lambda: tenant_transfers(sessions, tenant), lambda n: n == 1, within=30)
     worker.start()
-    # The activity attempt is retried after its start-to-close timeout.
+    # The activity attempt is retried after its start-to-close timeout; its key is found, so
+    # the retry moves nothing.
     await wait_state(client, tenant, r.json()["flow_id"], "completed", within=90)
     assert (await balances(client, tenant))[("user_wallet", "EUR")]["posted"] == "40.00"
     assert await tenant_transfers(sessions, tenant) == 1
@@ -130,6 +140,7 @@ async def test_killed_between_hold_and_capture(crash_setup, stripe_ctl, sessions
     from tests.test_orders import fund
 
     client, worker = crash_setup
+    worker.ensure_running()
     await fund(sessions, tenant, 3000)
     r = await client.post("/v1/orders", json={
         "order_id": "crash-order", "user_id": tenant.user_id, "amount": "50.00",
@@ -156,6 +167,7 @@ async def test_killed_after_approval_before_payout(crash_setup, stripe_ctl, sess
     from tests.test_orders import fund
 
     client, worker = crash_setup
+    worker.ensure_running()
     await fund(sessions, tenant, 10000)
     r = await client.post("/v1/withdrawals", json={
         "user_id": tenant.user_id, "amount": "25.00", "currency": "EUR",
@@ -195,6 +207,7 @@ async def test_killed_after_approval_before_payout(crash_setup, stripe_ctl, sess
 async def test_the_worker_reports_readiness_metrics_and_logs_json(crash_setup, stripe_ctl,
                                                                    tenant) -> None:
     client, worker = crash_setup
+    worker.ensure_running()
     probes = f"http://{worker.env['WORKER_HEALTH_ADDRESS']}"
     async with httpx.AsyncClient(base_url=probes, timeout=5) as http:
         async def ready() -> httpx.Response | None:
