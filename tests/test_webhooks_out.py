@@ -185,6 +185,22 @@ async def test_flows_emit_their_events(http, stripe_ctl, sessions, receiver, ten
                for u in updates)
 
 
+async def test_wallet_updated_is_recorded_only_for_a_listening_tenant(sessions, tenant) -> None:
+    from tests.support import count_rows
+
+    await fund(sessions, tenant, 500)  # no endpoint: nothing recorded for nobody
+    sql = ("SELECT count(*) FROM outbox_events WHERE tenant_id = :t "
+           "AND type = 'wallet.updated'")
+    assert await count_rows(sessions, sql, t=tenant.id) == 0
+    async with sessions.begin() as s:
+        await s.execute(text(
+            "INSERT INTO webhook_endpoints (id, tenant_id, url, event_types, secret) VALUES "
+            "(:i, :t, 'https://example.com/h', '{wallet.updated}', 'whsec_eA==')"),
+            {"i": f"we_listen_{tenant.slug}", "t": tenant.id})
+    await fund(sessions, tenant, 700)
+    assert await count_rows(sessions, sql, t=tenant.id) == 1
+
+
 async def test_wallet_updated_amounts_use_each_currencys_decimals(sessions) -> None:
     async with sessions() as s:
         got = (await s.execute(text(

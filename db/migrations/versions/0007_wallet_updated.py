@@ -1,5 +1,7 @@
 """`wallet.updated` events: the database records one in the outbox whenever a user wallet's or
-points account's balances change, in the same transaction, whichever flow changed them.
+points account's balances change, in the same transaction, whichever flow changed them — for
+tenants with an enabled endpoint that listens to it (the highest-volume event is not written
+for nobody; the other events are always recorded).
 
 Revision ID: 0007
 Revises: 0006
@@ -35,6 +37,12 @@ $$;
 
 CREATE FUNCTION wallet_updated_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.tenant_id = NEW.tenant_id
+                   AND w.disabled_at IS NULL
+                   AND (cardinality(w.event_types) = 0 OR 'wallet.updated' = ANY(w.event_types)))
+    THEN
+        RETURN NULL;
+    END IF;
     -- One event per account and transaction (a later change in the same transaction
     -- replaces the payload, so the event carries the balances as committed).
     INSERT INTO outbox_events (tenant_id, event_key, type, payload)
