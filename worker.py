@@ -56,6 +56,14 @@ def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
     }
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """Workflow modules are pure (no I/O, no global state): they are shared across runs instead
+    of re-imported in every run's sandbox (~10 ms off each workflow's first task); the
+    sandbox's restrictions on non-deterministic calls still apply. The replay test uses it too."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+
+
 def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[AsyncSession],
                  gateways: dict[str, PaymentGateway], **worker_options: object) -> Worker:
     ledger = LedgerActivities(sessions)
@@ -70,11 +78,7 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
                     *worker_options.pop("interceptors", [])]  # type: ignore[misc]
     return Worker(
         client,
-        # Workflow modules are pure (no I/O, no global state): share them across runs instead
-        # of re-importing them in every run's sandbox (~10 ms off each workflow's first task);
-        # the sandbox's restrictions on non-deterministic calls still apply.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
+        workflow_runner=workflow_runner(),
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=[
