@@ -31,17 +31,15 @@ class LedgerActivities:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]):
         self.sessions = sessions
-        self.autocommit = async_sessionmaker(
-            sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT"),
-            expire_on_commit=False)
+        self.autocommit = sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
         self._account_ids: dict[tuple, int] = {}
 
     async def _transaction(self, work: Callable[[LedgerRepository], Awaitable[T]],
                            single_statement: bool = False) -> T:
         try:
             if single_statement:
-                async with self.autocommit() as session:
-                    return await work(LedgerRepository(session, self._account_ids))
+                async with self.autocommit.connect() as conn:
+                    return await work(LedgerRepository(conn, self._account_ids))
             async with self.sessions.begin() as session:
                 return await work(LedgerRepository(session, self._account_ids))
         except LedgerError as e:
@@ -66,9 +64,12 @@ class LedgerActivities:
             activity.metric_meter().create_counter(
                 "walletflow_ledger_transfers", "Ledger transfers written").add(
                 written, {"state": "pending" if req.pending else "posted"})
-        log.info("ledger: %d transfer(s) %s", len(posted), "held" if req.pending else "posted",
-                 extra={"transfers": [f"{t.idempotency_key}={t.transfer_id}"
-                                      f"{' (replayed)' if t.replayed else ''}" for t in posted]})
+        if log.isEnabledFor(logging.INFO):
+            log.info("ledger: %d transfer(s) %s", len(posted),
+                     "held" if req.pending else "posted",
+                     extra={"transfers": [f"{t.idempotency_key}={t.transfer_id}"
+                                          f"{' (replayed)' if t.replayed else ''}"
+                                          for t in posted]})
         return posted
 
     @activity.defn(name=RESOLVE_TRANSFERS)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from workflows.contracts import AccountRef, EventOut, PostedTransfer, TransferRequest
 
@@ -106,7 +106,10 @@ _APPLY = text(
 
 
 class LedgerRepository:
-    def __init__(self, session: AsyncSession, account_ids: dict[tuple, int] | None = None):
+    def __init__(self, session: AsyncSession | AsyncConnection,
+                 account_ids: dict[tuple, int] | None = None):
+        """``session``: a session, or a connection (the worker's autocommit single-statement
+        path); either way the caller owns the transaction."""
         self.session = session
         # Accounts are never deleted, so (tenant, kind, owner, currency) → id can be cached.
         self._ids = account_ids if account_ids is not None else {}
@@ -215,7 +218,8 @@ class LedgerRepository:
                          ("amounts", t.amount), ("currencies", t.currency), ("kinds", t.kind),
                          ("metas", json.dumps(t.metadata))):
                 rows[k].append(v)
-        conn = await self.session.connection()  # Core execution: the hot path, no ORM
+        conn = (self.session if isinstance(self.session, AsyncConnection)
+                else await self.session.connection())  # Core execution: the hot path
         try:
             result = (await conn.execute(_POST, {
                 "tenant": tenant_id, "flow": flow_id, "pending": pending, **rows,
