@@ -15,7 +15,6 @@ with workflow.unsafe.imports_passed_through():
         CANCEL_PAYMENT,
         CREATE_PAYMENT,
         ORDER_RECORD,
-        PAYMENT_PENDING,
         PAYMENT_SUCCEEDED,
         POINTS,
         POST_TRANSFERS,
@@ -39,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         TransferRequest,
         format_amount,
     )
+    from workflows.gateway_events import GatewayEvents
 
 DONE = ("paid", "failed")
 
@@ -57,9 +57,8 @@ class OrderPaymentWorkflow:
         self._error: str | None = None
         self._holds: list[str] = []
         self._payment: GatewayPayment | None = None
-        self._event: PaymentEvent | None = None
-        self._seen: set[str] = set()
-        self._early: list[PaymentEvent] = []  # arrived before the payment's id was known
+        self._events: GatewayEvents[PaymentEvent] = GatewayEvents(lambda e: e.payment_id,
+                                                                   "payment")
         self._steps: list[FlowStep] = []
         self._expires_at = ""
 
@@ -118,16 +117,15 @@ class OrderPaymentWorkflow:
             raise PaymentFailed(f"card payment could not be created: {_reason(e)}") from e
         self._state = "awaiting_payment"
         self._step("card_payment_created")
-        for event in self._early:
-            self._apply(event)
+        self._events.expect(self._payment.payment_id)
         await self._record("processing", payment_id=self._payment.payment_id)
         try:
-            await workflow.wait_condition(lambda: self._event is not None,
+            await workflow.wait_condition(lambda: self._events.decisive is not None,
                                           timeout=timedelta(seconds=inp.expires_in_seconds))
-            assert self._event is not None
-            reason = (f"card payment {self._event.status}: "
-                      f"{self._event.failure_reason or self._event.status}")
-            paid = self._event.status == PAYMENT_SUCCEEDED
+            event = self._events.decisive
+            assert event is not None
+            reason = f"card payment {event.status}: {event.failure_reason or event.status}"
+            paid = event.status == PAYMENT_SUCCEEDED
         except TimeoutError:
             reason = "the card was not paid before the expiry"
             paid = (await self._gateway(RETRIEVE_PAYMENT)).status == PAYMENT_SUCCEEDED
@@ -195,20 +193,7 @@ class OrderPaymentWorkflow:
     @workflow.signal(name="payment_event")
     def payment_event(self, event: PaymentEvent) -> None:
         """The card part's gateway webhook; deduplicated on the event id."""
-        if event.event_id in self._seen:
-            return
-        self._seen.add(event.event_id)
-        if self._payment is None:
-            self._early.append(event)
-            return
-        self._apply(event)
-
-    def _apply(self, event: PaymentEvent) -> None:
-        assert self._payment is not None
-        if event.payment_id != self._payment.payment_id:
-            return
-        if self._event is None and event.status != PAYMENT_PENDING:
-            self._event = event
+        self._events.receive(event)
 
     @workflow.update(name="outcome")
     async def outcome(self) -> OrderView:

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         StoreEvent,
         format_amount,
     )
+    from workflows.gateway_events import GatewayEvents
 
 ANSWERED = ("refunded", "refused", "rejected", "expired", "failed", "awaiting_approval",
             "awaiting_gateway")
@@ -49,12 +50,9 @@ class RefundWorkflow:
         self._state = "requested"
         self._error: str | None = None
         self._approvals: Approvals | None = None
-        self._ignored: list[str] = []
         self._plan: RefundPlan | None = None
         self._refund: GatewayRefund | None = None
-        self._event: RefundEvent | None = None
-        self._seen: set[str] = set()
-        self._early: list[RefundEvent] = []  # arrived before the refund's id was known
+        self._events: GatewayEvents[RefundEvent] = GatewayEvents(lambda e: e.refund_id, "refund")
         self._steps: list[FlowStep] = []
 
     @workflow.run
@@ -107,14 +105,14 @@ class RefundWorkflow:
             self._error = f"gateway refund refused: {e.cause or e}"
             return False
         self._step("gateway_refund_created")
-        for event in self._early:
-            self._apply(event)
+        self._events.expect(self._refund.refund_id)
         if self._refund.status == PAYMENT_PENDING:
             try:
-                await workflow.wait_condition(lambda: self._event is not None,
+                await workflow.wait_condition(lambda: self._events.decisive is not None,
                                               timeout=timedelta(seconds=inp.gateway_wait_seconds))
-                assert self._event is not None
-                status, reason = self._event.status, self._event.failure_reason
+                event = self._events.decisive
+                assert event is not None
+                status, reason = event.status, event.failure_reason
             except TimeoutError:
                 final = await workflow.execute_activity(
                     RETRIEVE_REFUND, RefundRef(plan.gateway, self._refund.refund_id),
@@ -187,21 +185,7 @@ class RefundWorkflow:
 
     @workflow.signal(name="refund_event")
     def refund_event(self, event: RefundEvent) -> None:
-        if event.event_id in self._seen:
-            return
-        self._seen.add(event.event_id)
-        if self._refund is None:
-            self._early.append(event)
-            return
-        self._apply(event)
-
-    def _apply(self, event: RefundEvent) -> None:
-        assert self._refund is not None
-        if event.refund_id != self._refund.refund_id:
-            self._ignored.append(f"{event.event_id}: other refund {event.refund_id}")
-            return
-        if self._event is None and event.status != PAYMENT_PENDING:
-            self._event = event
+        self._events.receive(event)
 
     @workflow.update(name="outcome")
     async def outcome(self) -> str:
@@ -223,8 +207,8 @@ class RefundWorkflow:
             details["gateway_refund_id"] = self._refund.refund_id
         if self._approvals and inp.needs_approval:
             details.update(self._approvals.summary())
-        if self._ignored:
-            details["ignored_events"] = "; ".join(self._ignored[-10:])
+        if self._events.ignored:
+            details["ignored_events"] = "; ".join(self._events.ignored[-10:])
         return FlowStatus(
             flow_id=inp.flow_id, kind="refund", state=self._state, tenant_id=inp.tenant_id,
             user_id=inp.user_id, amounts={"refund": format_amount(inp.amount.amount, cur),

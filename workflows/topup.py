@@ -13,7 +13,6 @@ with workflow.unsafe.imports_passed_through():
         CANCEL_PAYMENT,
         CREATE_PAYMENT,
         EMIT_EVENT,
-        PAYMENT_PENDING,
         PAYMENT_SUCCEEDED,
         POINTS,
         POST_TRANSFERS,
@@ -34,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         TransferRequest,
         format_amount,
     )
+    from workflows.gateway_events import GatewayEvents
 
 TERMINAL = ("completed", "failed", "expired")
 
@@ -43,10 +43,8 @@ class TopUpWorkflow:
     def __init__(self) -> None:
         self._input: TopUpInput | None = None
         self._payment: GatewayPayment | None = None
-        self._event: PaymentEvent | None = None  # the decisive gateway event
-        self._early: list[PaymentEvent] = []  # events that arrived before the payment existed
-        self._seen: set[str] = set()
-        self._ignored: list[str] = []
+        self._events: GatewayEvents[PaymentEvent] = GatewayEvents(
+            lambda e: e.payment_id, "payment", self._other_amount)
         self._state = "created"
         self._error: str | None = None
         self._steps: list[FlowStep] = []
@@ -66,12 +64,12 @@ class TopUpWorkflow:
             return await self._finish("failed", f"payment could not be created: {_cause(e)}")
         self._step("payment_created")
         self._state = "awaiting_payment"
-        for event in self._early:
-            self._apply(event)
+        if self._events.expect(self._payment.payment_id):
+            self._decided()
 
         paid = await self._wait_for_payment(inp)
         if not paid:
-            decisive = self._event  # before our own cancel, whose webhook also arrives
+            decisive = self._events.decisive  # before our own cancel, whose webhook arrives too
             final = await self._cancel_or_collect()
             if final.status != PAYMENT_SUCCEEDED:
                 if decisive is not None:
@@ -104,7 +102,7 @@ class TopUpWorkflow:
         webhook never loses a paid top-up."""
         try:
             await workflow.wait_condition(
-                lambda: self._event is not None,
+                lambda: self._events.decisive is not None,
                 timeout=timedelta(seconds=inp.expires_in_seconds),
             )
         except TimeoutError:
@@ -114,7 +112,8 @@ class TopUpWorkflow:
                 self._step("payment_found_by_status_poll")
                 return True
             return False
-        return self._event is not None and self._event.status == PAYMENT_SUCCEEDED
+        decisive = self._events.decisive
+        return decisive is not None and decisive.status == PAYMENT_SUCCEEDED
 
     async def _cancel_or_collect(self) -> GatewayPayment:
         """Cancel the payment so it can no longer be paid; if it was paid meanwhile, say so."""
@@ -192,25 +191,18 @@ class TopUpWorkflow:
     @workflow.signal(name="payment_event")
     def payment_event(self, event: PaymentEvent) -> None:
         """A verified gateway webhook. At-least-once: deduplicated on the event id."""
-        if event.event_id in self._seen:
-            return
-        self._seen.add(event.event_id)
-        if self._payment is None:
-            self._early.append(event)
-            return
-        self._apply(event)
+        if self._events.receive(event):
+            self._decided()
 
-    def _apply(self, event: PaymentEvent) -> None:
+    def _decided(self) -> None:
+        assert self._events.decisive is not None
+        self._step(f"gateway_{self._events.decisive.status}")
+
+    def _other_amount(self, event: PaymentEvent) -> str | None:
         assert self._payment is not None
-        if event.payment_id != self._payment.payment_id:
-            self._ignored.append(f"{event.event_id}: other payment {event.payment_id}")
-            return
         if event.amount is not None and event.amount != self._payment.amount:
-            self._ignored.append(f"{event.event_id}: amount {event.amount} differs")
-            return
-        if self._event is None and event.status != PAYMENT_PENDING:
-            self._event = event
-            self._step(f"gateway_{event.status}")
+            return f"amount {event.amount} differs"
+        return None
 
     @workflow.update(name="checkout")
     async def checkout(self) -> CheckoutInfo:
@@ -242,8 +234,8 @@ class TopUpWorkflow:
             details["payment_id"] = self._payment.payment_id
         if inp.package:
             details["package"] = inp.package
-        if self._ignored:
-            details["ignored_events"] = "; ".join(self._ignored[-10:])
+        if self._events.ignored:
+            details["ignored_events"] = "; ".join(self._events.ignored[-10:])
         return FlowStatus(
             flow_id=inp.flow_id, kind="topup", state=self._state, tenant_id=inp.tenant_id,
             user_id=inp.user_id, amounts=amounts, steps=list(self._steps),

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalStep,
         format_amount,
     )
+    from workflows.gateway_events import GatewayEvents
 
 ANSWERED = ("awaiting_approval", "refused")
 
@@ -41,11 +42,8 @@ class WithdrawalWorkflow:
         self._state = "requested"
         self._error: str | None = None
         self._approvals: Approvals | None = None
-        self._ignored: list[str] = []
-        self._seen: set[str] = set()
-        self._early: list[PayoutEvent] = []  # arrived before the payout's id was known
         self._payout: GatewayPayout | None = None
-        self._event: PayoutEvent | None = None
+        self._events: GatewayEvents[PayoutEvent] = GatewayEvents(lambda e: e.payout_id, "payout")
         self._steps: list[FlowStep] = []
 
     @workflow.run
@@ -93,15 +91,15 @@ class WithdrawalWorkflow:
         except ActivityError as e:
             return False, f"payout refused: {e.cause or e}"
         self._step("payout_created")
-        for event in self._early:
-            self._apply(event)
+        self._events.expect(self._payout.payout_id)
         status, reason = self._payout.status, self._payout.failure_reason
         if status == PAYMENT_PENDING:
             try:
-                await workflow.wait_condition(lambda: self._event is not None,
+                await workflow.wait_condition(lambda: self._events.decisive is not None,
                                               timeout=timedelta(seconds=inp.payout_wait_seconds))
-                assert self._event is not None
-                status, reason = self._event.status, self._event.failure_reason
+                event = self._events.decisive
+                assert event is not None
+                status, reason = event.status, event.failure_reason
             except TimeoutError:
                 final = await workflow.execute_activity(
                     RETRIEVE_PAYOUT, PayoutRef(self._payout.gateway, self._payout.payout_id),
@@ -152,21 +150,7 @@ class WithdrawalWorkflow:
 
     @workflow.signal(name="payout_event")
     def payout_event(self, event: PayoutEvent) -> None:
-        if event.event_id in self._seen:
-            return
-        self._seen.add(event.event_id)
-        if self._payout is None:
-            self._early.append(event)
-            return
-        self._apply(event)
-
-    def _apply(self, event: PayoutEvent) -> None:
-        assert self._payout is not None
-        if event.payout_id != self._payout.payout_id:
-            self._ignored.append(f"{event.event_id}: other payout {event.payout_id}")
-            return
-        if self._event is None and event.status != PAYMENT_PENDING:
-            self._event = event
+        self._events.receive(event)
 
     @workflow.update(name="outcome")
     async def outcome(self) -> str:
@@ -183,8 +167,8 @@ class WithdrawalWorkflow:
                    **(self._approvals.summary() if self._approvals else {})}
         if self._payout:
             details["payout_id"] = self._payout.payout_id
-        if self._ignored:
-            details["ignored_events"] = "; ".join(self._ignored[-10:])
+        if self._events.ignored:
+            details["ignored_events"] = "; ".join(self._events.ignored[-10:])
         return FlowStatus(
             flow_id=inp.flow_id, kind="withdrawal", state=self._state, tenant_id=inp.tenant_id,
             user_id=inp.user_id, amounts={"amount": format_amount(inp.amount.amount, cur),

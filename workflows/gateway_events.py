@@ -1,0 +1,61 @@
+"""Gateway webhook events about one object (a payment, a refund, a payout) as a flow receives
+them by signal: at least once, possibly before the flow knows the object's id, possibly about
+another object. One place deduplicates them, holds the early ones, matches them and keeps the
+first decisive (not pending) one. Sandbox-pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from workflows.contracts import PAYMENT_PENDING
+
+
+class _Event(Protocol):
+    event_id: str
+    status: str
+
+
+E = TypeVar("E", bound=_Event)
+
+
+class GatewayEvents(Generic[E]):
+    def __init__(self, object_id: Callable[[E], str], what: str,
+                 check: Callable[[E], str | None] | None = None) -> None:
+        """``object_id`` reads the event's object id; ``check`` returns why a matching event
+        must still be ignored (e.g. another amount), or None."""
+        self._object_id, self._what, self._check = object_id, what, check
+        self._seen: set[str] = set()
+        self._early: list[E] = []
+        self.expected: str | None = None
+        self.decisive: E | None = None
+        self.ignored: list[str] = []
+
+    def receive(self, event: E) -> bool:
+        """A delivered event; True when it is the decisive one."""
+        if event.event_id in self._seen:
+            return False
+        self._seen.add(event.event_id)
+        if self.expected is None:
+            self._early.append(event)
+            return False
+        return self._apply(event)
+
+    def expect(self, object_id: str) -> bool:
+        """The object exists now: the events held until now are matched against it."""
+        self.expected = object_id
+        early, self._early = self._early, []
+        return any([self._apply(e) for e in early])
+
+    def _apply(self, event: E) -> bool:
+        if self._object_id(event) != self.expected:
+            self.ignored.append(f"{event.event_id}: other {self._what} {self._object_id(event)}")
+            return False
+        problem = self._check(event) if self._check else None
+        if problem:
+            self.ignored.append(f"{event.event_id}: {problem}")
+            return False
+        if self.decisive is None and event.status != PAYMENT_PENDING:
+            self.decisive = event
+            return True
+        return False
