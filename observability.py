@@ -135,8 +135,17 @@ class JsonFormatter(logging.Formatter):
 
 
 class RedactingTextFormatter(logging.Formatter):
+    """Human-readable lines (LOG_FORMAT=text), with the request/flow context appended."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        line = super().format(record)
+        ctx = _context.get()
+        if ctx is not None:
+            known = [f"{k}={getattr(ctx, k)}" for k in ("request_id", "tenant_id", "flow_id")
+                     if getattr(ctx, k)]
+            if known:
+                line += " [" + " ".join(known) + "]"
+        return redact(line)
 
 
 def configure_logging(service: str, level: str | None = None, fmt: str | None = None) -> None:

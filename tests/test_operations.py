@@ -201,3 +201,14 @@ async def test_a_fresh_database_is_unready_until_migrated(temporal_address, stan
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await engine.dispose()
+
+
+def test_text_lines_carry_the_context_too() -> None:
+    from observability import RedactingTextFormatter, new_context
+
+    new_context(request_id="req-9", tenant_id="t-9", flow_id="t-9:topup:k")
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "key %s", ("sk_live_abc",), None)
+    line = RedactingTextFormatter("%(levelname)s %(message)s").format(record)
+    new_context()  # leave a blank context behind
+    assert line == ("INFO key sk_live_[redacted] "
+                    "[request_id=req-9 tenant_id=t-9 flow_id=t-9:topup:k]")
