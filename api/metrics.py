@@ -3,9 +3,6 @@ started by kind. The worker exposes the Temporal SDK's own metrics (WORKER_METRI
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,26 +30,20 @@ class ApiMetrics:
                                    registry=self.registry)
 
 
-def install(app: FastAPI) -> None:
-    metrics = ApiMetrics()
-    app.state.metrics = metrics
-
-    @app.middleware("http")
-    async def measure(request: Request,
-                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
-        if path.startswith("/v1/webhooks/"):
-            metrics.webhooks_in.labels(path.rsplit("/", 1)[-1], str(response.status_code)).inc()
-        if request.method == "POST" and response.status_code in (200, 201, 202) and (
+    def observe(self, request: Request, route: str, status: int, seconds: float) -> None:
+        """One finished request (called by the request middleware, api/telemetry.py)."""
+        self.requests.labels(request.method, route, str(status)).inc()
+        self.latency.labels(request.method, route).observe(seconds)
+        if route.startswith("/v1/webhooks/"):
+            self.webhooks_in.labels(route.rsplit("/", 1)[-1], str(status)).inc()
+        if request.method == "POST" and status in (200, 201, 202) and (
                 request.headers.get("idempotency-key")):
-            metrics.flows.labels(path.strip("/").split("/")[1] if "/" in path.strip("/")
-                                 else path).inc()
-        return response
+            self.flows.labels(route.strip("/").split("/")[1] if "/" in route.strip("/")
+                              else route).inc()
+
+
+def install(app: FastAPI) -> None:
+    app.state.metrics = ApiMetrics()
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)

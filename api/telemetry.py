@@ -1,6 +1,7 @@
-"""Per-request context for logs and traces: a request id (the caller's ``X-Request-ID`` or a new
-one, echoed back), one JSON access line per request with tenant and flow id, and — when tracing
-is configured — a server span that the Temporal client's interceptor continues into the flow."""
+"""The one request middleware: a request id (the caller's ``X-Request-ID`` or a new one, echoed
+back), the request's metrics (api/metrics.py), one access log line with tenant and flow id,
+and — when tracing is configured — a server span that the Temporal client's interceptor
+continues into the flow."""
 
 from __future__ import annotations
 
@@ -33,12 +34,14 @@ def install(app: FastAPI, tracer_provider: Any | None = None) -> None:
             response = await call_next(request)
         else:
             response = await _traced(tracer, request, call_next)
+        seconds = time.perf_counter() - started
         route = getattr(request.scope.get("route"), "path", "unmatched")
         response.headers["X-Request-ID"] = ctx.request_id or ""
+        request.app.state.metrics.observe(request, route, response.status_code, seconds)
         log.info("%s %s %s", request.method, route, response.status_code,
                  extra={"method": request.method, "route": route,
                         "status": response.status_code,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+                        "duration_ms": round(seconds * 1000, 1)})
         return response
 
 
