@@ -1,11 +1,12 @@
 """Maker-checker bookkeeping for flows that wait for admins (refunds above a threshold,
-withdrawals): who may decide, who decided, what was ignored. Sandbox-pure; the flow owns the
-Temporal handlers and calls this for their meaning, so the API's update, the CLI, the Temporal
-UI's signal and `temporal workflow signal` all mean the same."""
+withdrawals): who may decide, who decided, what was ignored. Sandbox-pure; `ApprovalMessages`
+holds the Temporal handlers the flows inherit, so the API's update, the CLI, the Temporal UI's
+signal and `temporal workflow signal` all mean the same."""
 
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import ApprovalDecision, DecisionRecord
@@ -81,3 +82,38 @@ class Approvals:
         if self.ignored:
             out["ignored"] = "; ".join(self.ignored[-10:])
         return out
+
+
+class ApprovalMessages:
+    """The Temporal handlers of a flow that waits for admins, shared by refunds and
+    withdrawals: the `decide` update (API, CLI) and the `decision` signal (Temporal UI,
+    `temporal workflow signal`). The flow sets ``_approvals`` and ``_state`` and has ``_step``."""
+
+    _approvals: Approvals | None
+    _state: str
+
+    def _step(self, name: str) -> None:
+        raise NotImplementedError
+
+    @workflow.update(name="decide")
+    async def decide(self, d: ApprovalDecision) -> str:
+        """Approve or reject (API: the admin is the admin key's holder; CLI: the operator)."""
+        assert self._approvals is not None
+        self._step(self._approvals.record(d, "update"))
+        if self._approvals.done:  # answer once the flow has acted on it, so a read agrees
+            await workflow.wait_condition(lambda: self._state != "awaiting_approval")
+        return self._approvals.answer(d)
+
+    @decide.validator
+    def _validate_decide(self, d: ApprovalDecision) -> None:
+        problem = self._approvals.check(d) if self._approvals else "not started"
+        if problem:
+            raise ApplicationError(problem, type="decision_refused")
+
+    @workflow.signal(name="decision")
+    def decision(self, d: ApprovalDecision) -> None:
+        """The same decision from the Temporal UI ("Send a Signal") or `temporal workflow
+        signal`: {"admin": "alice", "approve": true, "decision_id": "…", "reason": "…"}.
+        Deduplicated on decision_id; a decision that fails the checks is ignored and recorded."""
+        if self._approvals and (step := self._approvals.from_signal(d)):
+            self._step(step)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import policies
-    from workflows.approvals import Approvals
+    from workflows.approvals import ApprovalMessages, Approvals
     from workflows.contracts import (
         CREATE_REFUND,
         PAYMENT_PENDING,
@@ -20,7 +20,6 @@ with workflow.unsafe.imports_passed_through():
         REFUND_RESERVE,
         REFUND_SETTLE,
         RETRIEVE_REFUND,
-        ApprovalDecision,
         ClawbackRequest,
         ClawbackResult,
         CreateRefundRequest,
@@ -44,7 +43,7 @@ ANSWERED = ("refunded", "refused", "rejected", "expired", "failed", "awaiting_ap
 
 
 @workflow.defn(name="RefundWorkflow")
-class RefundWorkflow:
+class RefundWorkflow(ApprovalMessages):
     def __init__(self) -> None:
         self._input: RefundInput | None = None
         self._state = "requested"
@@ -159,29 +158,7 @@ class RefundWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
 
-    # -- messages ---------------------------------------------------------------------------
-
-    @workflow.update(name="decide")
-    async def decide(self, d: ApprovalDecision) -> str:
-        """An admin approves or rejects (from the API: the admin is the admin key's holder)."""
-        assert self._approvals is not None
-        self._step(self._approvals.record(d, "update"))
-        if self._approvals.done:  # answer once the flow has acted on it, so a read agrees
-            await workflow.wait_condition(lambda: self._state != "awaiting_approval")
-        return self._approvals.answer(d)
-
-    @decide.validator
-    def _validate_decide(self, d: ApprovalDecision) -> None:
-        problem = self._approvals.check(d) if self._approvals else "not started"
-        if problem:
-            raise ApplicationError(problem, type="decision_refused")
-
-    @workflow.signal(name="decision")
-    def decision(self, d: ApprovalDecision) -> None:
-        """The same decision from the Temporal UI or `temporal workflow signal`: the payload
-        names the admin; anything that fails the checks is ignored and recorded."""
-        if self._approvals and (step := self._approvals.from_signal(d)):
-            self._step(step)
+    # -- messages (decisions: ApprovalMessages) -----------------------------------------------
 
     @workflow.signal(name="refund_event")
     def refund_event(self, event: RefundEvent) -> None:

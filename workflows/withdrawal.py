@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import policies
-    from workflows.approvals import Approvals
+    from workflows.approvals import ApprovalMessages, Approvals
     from workflows.contracts import (
         CREATE_PAYOUT,
         PAYMENT_PENDING,
@@ -19,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
         RETRIEVE_PAYOUT,
         WITHDRAWAL_HOLD,
         WITHDRAWAL_SETTLE,
-        ApprovalDecision,
         FlowStatus,
         FlowStep,
         GatewayPayout,
@@ -36,7 +35,7 @@ ANSWERED = ("awaiting_approval", "refused")
 
 
 @workflow.defn(name="WithdrawalWorkflow")
-class WithdrawalWorkflow:
+class WithdrawalWorkflow(ApprovalMessages):
     def __init__(self) -> None:
         self._input: WithdrawalInput | None = None
         self._state = "requested"
@@ -123,30 +122,7 @@ class WithdrawalWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
 
-    # -- decisions: one meaning from the API, the CLI, the Temporal UI and `temporal` ----------
-
-    @workflow.update(name="decide")
-    async def decide(self, d: ApprovalDecision) -> str:
-        """Approve or reject (API: the admin is the admin key's holder; CLI: the operator)."""
-        assert self._approvals is not None
-        self._step(self._approvals.record(d, "update"))
-        if self._approvals.done:  # answer once the flow has acted on it, so a read agrees
-            await workflow.wait_condition(lambda: self._state != "awaiting_approval")
-        return self._approvals.answer(d)
-
-    @decide.validator
-    def _validate(self, d: ApprovalDecision) -> None:
-        problem = self._approvals.check(d) if self._approvals else "not started"
-        if problem:
-            raise ApplicationError(problem, type="decision_refused")
-
-    @workflow.signal(name="decision")
-    def decision(self, d: ApprovalDecision) -> None:
-        """The same decision from the Temporal UI ("Send a Signal") or `temporal workflow
-        signal`: {"admin": "alice", "approve": true, "decision_id": "…", "reason": "…"}.
-        Deduplicated on decision_id; a decision that fails the checks is ignored and recorded."""
-        if self._approvals and (step := self._approvals.from_signal(d)):
-            self._step(step)
+    # -- messages (decisions: ApprovalMessages) -----------------------------------------------
 
     @workflow.signal(name="payout_event")
     def payout_event(self, event: PayoutEvent) -> None:
