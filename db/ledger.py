@@ -19,7 +19,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from workflows.contracts import AccountRef, EventOut, PostedTransfer, TransferRequest
+from workflows.contracts import (
+    AccountRef,
+    EventOut,
+    PostedTransfer,
+    PostTransfersRequest,
+    TransferRequest,
+)
 
 USER_KINDS = frozenset({"user_wallet", "user_points"})
 # Hot system accounts split into shards (accounts "<owner>#<n>"): every top-up, card order and
@@ -78,25 +84,15 @@ _POST = text(
     "CAST(:credits AS bigint[]), CAST(:amounts AS bigint[]), CAST(:currencies AS text[]), "
     "CAST(:kinds AS text[]), CAST(:metas AS text[]), CAST(:events AS jsonb))"
 )
-_APPLY = text(
-    "WITH ins AS (INSERT INTO transfers (tenant_id, idempotency_key, debit_account_id, "
-    "credit_account_id, amount, currency, state, kind, flow_id, metadata, debit_posted_after, "
-    "credit_posted_after, resolved_at) "
-    "SELECT :tenant, k, d, c, a, cur, st, kd, :flow, CAST(m AS jsonb), dpa, cpa, "
-    "CASE WHEN st = 'posted' THEN now() END "
-    "FROM unnest(CAST(:keys AS text[]), CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), "
-    "CAST(:amounts AS bigint[]), CAST(:currencies AS text[]), CAST(:states AS text[]), "
-    "CAST(:kinds AS text[]), CAST(:metas AS text[]), CAST(:dpas AS bigint[]), "
-    "CAST(:cpas AS bigint[])) AS t(k, d, c, a, cur, st, kd, m, dpa, cpa) "
-    "ON CONFLICT ON CONSTRAINT transfers_key_unique DO NOTHING "
-    "RETURNING id, idempotency_key, state), "
-    "upd AS (UPDATE accounts AS a SET posted = a.posted + v.dp, "
-    "pending_in = a.pending_in + v.dpi, pending_out = a.pending_out + v.dpo "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:dp AS bigint[]), CAST(:dpi AS bigint[]), "
-    "CAST(:dpo AS bigint[])) AS v(id, dp, dpi, dpo) "
-    "WHERE a.id = v.id AND (SELECT count(*) FROM ins) = :n RETURNING a.id) "
-    "SELECT id, idempotency_key, state, (SELECT count(*) FROM upd) AS updated FROM ins"
+# Several independent requests in one statement and one commit (migration 0009).
+_POST_MANY = text(
+    "SELECT request, idempotency_key, transfer_id, state, replayed, problem FROM "
+    "ledger_post_many(CAST(:tenants AS uuid[]), :flows, CAST(:pending AS boolean[]), "
+    "CAST(:ends AS int[]), CAST(:keys AS text[]), CAST(:debits AS bigint[]), "
+    "CAST(:credits AS bigint[]), CAST(:amounts AS bigint[]), CAST(:currencies AS text[]), "
+    "CAST(:kinds AS text[]), CAST(:metas AS text[]), CAST(:events AS jsonb))"
 )
+_COLUMNS = ("keys", "debits", "credits", "amounts", "currencies", "kinds", "metas")
 _APPLY = text(
     "UPDATE accounts AS a SET posted = a.posted + v.dp, pending_in = a.pending_in + v.dpi, "
     "pending_out = a.pending_out + v.dpo "
@@ -203,10 +199,70 @@ class LedgerRepository:
         funds raises InsufficientFunds. Refusals write nothing and leave the transaction usable.
         ``events`` are recorded in the outbox with the transfers (once per event key).
         """
+        rows = await self._rows(tenant_id, transfers, events)
+        conn = await self._connection()
+        try:
+            result = (await conn.execute(_POST, {
+                "tenant": tenant_id, "flow": flow_id, "pending": pending, **rows,
+                "events": json.dumps(_events(events))})).all()
+        except DBAPIError as e:
+            if _sqlstate(e) == "WL001":
+                raise LedgerRace(f"a concurrent writer used one of {rows['keys']}; retry") from e
+            raise
+        return _outcome(result)
+
+    async def post_many(self, requests: Sequence[PostTransfersRequest]
+                        ) -> list[list[PostedTransfer] | LedgerError | LedgerRace]:
+        """Several independent ``post`` requests in one statement (``ledger_post_many()``,
+        migration 0009), each all-or-nothing with its own outcome, in the order given: its
+        transfers, or the refusal it alone gets. A same-key race among them raises LedgerRace
+        for the whole batch (nothing written); post them one by one then."""
+        outcomes: list[list[PostedTransfer] | LedgerError | LedgerRace] = []
+        batch: dict[str, list[Any]] = {k: [] for k in (
+            "tenants", "flows", "pending", "ends", "events", *_COLUMNS)}
+        sent: list[int] = []  # positions of the requests in the statement
+        for req in requests:
+            try:
+                rows = await self._rows(req.tenant_id, req.transfers, req.events)
+            except LedgerError as e:
+                outcomes.append(e)
+                continue
+            outcomes.append([])
+            sent.append(len(outcomes) - 1)
+            for k in _COLUMNS:
+                batch[k].extend(rows[k])
+            batch["tenants"].append(req.tenant_id)
+            batch["flows"].append(req.flow_id)
+            batch["pending"].append(req.pending)
+            batch["ends"].append(len(batch["keys"]))
+            batch["events"].append(_events(req.events))
+        if not sent:
+            return outcomes
+        conn = await self._connection()
+        try:
+            result = (await conn.execute(_POST_MANY, {
+                **batch, "events": json.dumps(batch["events"])})).all()
+        except DBAPIError as e:
+            if _sqlstate(e) == "WL001":
+                raise LedgerRace("a concurrent writer used one of the batch's keys") from e
+            raise
+        by_request: dict[int, list[Any]] = {}
+        for r in result:
+            by_request.setdefault(r.request, []).append(r)
+        for n, position in enumerate(sent, start=1):
+            try:
+                outcomes[position] = _outcome(by_request.get(n, []))
+            except (LedgerError, LedgerRace) as e:
+                outcomes[position] = e
+        return outcomes
+
+    async def _rows(self, tenant_id: str, transfers: Sequence[TransferRequest],
+                    events: Sequence[EventOut]) -> dict[str, list[Any]]:
+        """The transfers as the parallel arrays ``ledger_post()`` takes (account ids resolved,
+        sharded accounts picked by key)."""
         if any(e.tenant_id != tenant_id for e in events):
             raise LedgerConflict("an event for another tenant")
-        rows: dict[str, list[Any]] = {k: [] for k in (
-            "keys", "debits", "credits", "amounts", "currencies", "kinds", "metas")}
+        rows: dict[str, list[Any]] = {k: [] for k in _COLUMNS}
         for t in transfers:
             if t.amount <= 0 or t.debit.currency != t.currency or t.credit.currency != t.currency:
                 raise LedgerConflict(f"malformed transfer {t.idempotency_key}")
@@ -218,27 +274,11 @@ class LedgerRepository:
                          ("amounts", t.amount), ("currencies", t.currency), ("kinds", t.kind),
                          ("metas", json.dumps(t.metadata))):
                 rows[k].append(v)
-        conn = (self.session if isinstance(self.session, AsyncConnection)
+        return rows
+
+    async def _connection(self) -> AsyncConnection:
+        return (self.session if isinstance(self.session, AsyncConnection)
                 else await self.session.connection())  # Core execution: the hot path
-        try:
-            result = (await conn.execute(_POST, {
-                "tenant": tenant_id, "flow": flow_id, "pending": pending, **rows,
-                "events": json.dumps([{"key": e.key, "type": e.type, "payload": e.payload}
-                                      for e in events])})).all()
-        except DBAPIError as e:
-            if _sqlstate(e) == "WL001":
-                raise LedgerRace(f"a concurrent writer used one of {rows['keys']}; retry") from e
-            raise
-        problem = result[0].problem if result else None
-        if problem:
-            code, _, detail = problem.partition(": ")
-            if code == "insufficient_funds":
-                raise InsufficientFunds(detail)
-            if code == "conflict":
-                raise LedgerConflict(detail)
-            raise LedgerRace(detail)
-        return [PostedTransfer(r.transfer_id, r.idempotency_key, r.state, r.replayed)
-                for r in result]
 
     async def resolve(self, tenant_id: str, idempotency_key: str, outcome: str) -> PostedTransfer:
         """Post or void a pending transfer (a hold). Resolving it again the same way returns the
@@ -371,6 +411,24 @@ class LedgerRepository:
                 progress(f"[{n}/{len(checks)}] {'VIOLATED' if rows else 'ok'}: not {name} "
                          f"({time.perf_counter() - started:.2f} s)")
         return problems
+
+
+def _events(events: Sequence[EventOut]) -> list[dict[str, Any]]:
+    return [{"key": e.key, "type": e.type, "payload": e.payload} for e in events]
+
+
+def _outcome(result: Sequence[Any]) -> list[PostedTransfer]:
+    """``ledger_post()``'s rows as transfers, or the refusal they carry, raised."""
+    problem = result[0].problem if result else None
+    if problem:
+        code, _, detail = problem.partition(": ")
+        if code == "insufficient_funds":
+            raise InsufficientFunds(detail)
+        if code == "conflict":
+            raise LedgerConflict(detail)
+        raise LedgerRace(detail)
+    return [PostedTransfer(r.transfer_id, r.idempotency_key, r.state, r.replayed)
+            for r in result]
 
 
 def _sqlstate(e: DBAPIError) -> str | None:

@@ -9,11 +9,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.exceptions import ApplicationError
 
+from activities.ledger import LedgerActivities
 from db.engine import create_engine, session_factory
 from db.ledger import InsufficientFunds, LedgerConflict, LedgerRepository
 from tests.support import Tenant
-from workflows.contracts import AccountRef, TransferRequest
+from workflows.contracts import AccountRef, EventOut, PostTransfersRequest, TransferRequest
 
 
 def clearing(cur: str = "EUR") -> AccountRef:
@@ -223,3 +225,70 @@ async def test_a_refusal_leaves_the_transaction_usable(sessions, tenant: Tenant)
         await repo.post(tenant.id, "f", [TransferRequest("r-2", clearing(), wallet(), 700,
                                                          "EUR", "topup")])
     assert (await balance(sessions, tenant))[0] == 700
+
+
+async def test_concurrent_activity_posts_share_statements_yet_keep_their_own_outcomes(
+        database_url: str, sessions, tenant: Tenant) -> None:
+    """The worker groups concurrent post_transfers calls into one ledger_post_many() statement
+    (one commit); each request is still all-or-nothing with its own answer."""
+    engine = create_engine(database_url, 4, pre_ping=False)
+    ledger = LedgerActivities(session_factory(engine))
+
+    def req(flow: str, *transfers: TransferRequest, events: list[EventOut] | None = None
+            ) -> PostTransfersRequest:
+        return PostTransfersRequest(tenant.id, flow, list(transfers), events=events or [])
+
+    rich, poor = wallet("rich"), wallet("poor")
+    event = EventOut(tenant.id, "g:event", "test.happened", {"n": 1})
+    try:
+        await ledger.post_transfers(req("fund", TransferRequest("g:fund", clearing(), rich, 1000,
+                                                                "EUR", "topup")))
+        await ledger.post_transfers(req("first", TransferRequest("g:first", clearing(), poor, 5,
+                                                                 "EUR", "topup")))
+        before = ledger._posts.batches
+        credits = [req(f"c{i}", TransferRequest(f"g:credit:{i}", clearing(), wallet(f"g{i}"),
+                                                100, "EUR", "topup"),
+                       events=[event] if i == 0 else None) for i in range(40)]
+        debits = [req(f"d{i}", TransferRequest(f"g:debit:{i}", rich, revenue(), 100, "EUR",
+                                               "order")) for i in range(20)]
+        dup = req("dup", TransferRequest("g:dup", clearing(), wallet("dup"), 7, "EUR", "topup"))
+        conflict = req("first", TransferRequest("g:first", clearing(), poor, 6, "EUR", "topup"))
+        malformed = req("bad", TransferRequest("g:bad", clearing(), poor, 0, "EUR", "topup"))
+        half = req("half", TransferRequest("g:half:1", clearing(), wallet("half"), 50, "EUR",
+                                           "topup"),
+                   TransferRequest("g:half:2", poor, revenue(), 500, "EUR", "order"))
+        everything = [*credits, *debits, dup, dup, conflict, malformed, half]
+        results = await asyncio.gather(*(ledger.post_transfers(r) for r in everything),
+                                       return_exceptions=True)
+    finally:
+        await engine.dispose()
+    batches = ledger._posts.batches - before
+    assert batches < len(everything) / 2, batches  # grouped, not one statement each
+
+    def refused(r: object) -> str | None:
+        return r.type if isinstance(r, ApplicationError) and r.non_retryable else None
+
+    assert all(isinstance(r, list) and not r[0].replayed for r in results[:40])
+    debit_results = results[40:60]
+    assert sum(isinstance(r, list) for r in debit_results) == 10
+    assert [refused(r) for r in debit_results].count("insufficient_funds") == 10
+    d1, d2 = results[60:62]
+    assert isinstance(d1, list) and isinstance(d2, list)
+    assert d1[0].transfer_id == d2[0].transfer_id and {d1[0].replayed, d2[0].replayed} == {
+        True, False}
+    assert [refused(r) for r in results[62:65]] == [
+        "ledger_conflict", "ledger_conflict", "insufficient_funds"]
+    assert await balance(sessions, tenant, "rich") == (0, 0, 0, 0)
+    assert await balance(sessions, tenant, "poor") == (5, 0, 0, 5)
+    assert await balance(sessions, tenant, "half") == (0, 0, 0, 0)  # nothing of the refused one
+    assert await balance(sessions, tenant, "g39") == (100, 0, 0, 100)
+    async with sessions() as s:
+        rows = (await s.execute(text(
+            "SELECT idempotency_key FROM transfers WHERE tenant_id = :t AND idempotency_key "
+            "LIKE 'g:%'"), {"t": tenant.id})).scalars().all()
+        events = (await s.execute(text(
+            "SELECT count(*) FROM outbox_events WHERE tenant_id = :t AND event_key = 'g:event'"),
+            {"t": tenant.id})).scalar_one()
+        assert await LedgerRepository(s).check_invariants() == []
+    assert len(rows) == 2 + 40 + 10 + 1 and len(set(rows)) == len(rows)
+    assert events == 1
