@@ -1,9 +1,11 @@
 """Named retry and timeout policies: the one place they are defined.
 
-The top-up writes the ledger as a *local* activity: it executes in the worker that runs the
-workflow task, with no extra round trip through the Temporal server (measured in bench/). It is
-retried with the same policy and stays idempotent (ledger keys from the flow id), so a
-re-execution after a worker crash moves nothing twice."""
+The top-up creates its gateway payment and writes the ledger as *local* activities: they
+execute in the worker that runs the workflow task, with no extra round trip through the Temporal
+server (measured in bench/). They are retried with the same policies and stay idempotent (Stripe
+idempotency and ledger keys from the flow id), so a re-execution after a worker crash creates or
+moves nothing twice. A local activity's failure reaches the workflow as the activity's own
+ApplicationError (not wrapped in an ActivityError)."""
 
 from __future__ import annotations
 
