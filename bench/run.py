@@ -52,6 +52,8 @@ import psutil  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
+from temporalio.client import WithStartWorkflowOperation  # noqa: E402
+from temporalio.common import WorkflowIDConflictPolicy  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
@@ -108,6 +110,34 @@ class FloorWorkflow:
             total += await workflow.execute_activity(
                 noop_activity, step, start_to_close_timeout=timedelta(seconds=10))
         return total
+
+
+@workflow.defn(name="BenchTopUpSkeletonWorkflow", sandboxed=False)
+class SkeletonWorkflow:
+    """The top-up's Temporal messages with no work in them: a no-op local activity answered
+    through the ``checkout`` update, then a signal, a second no-op local activity, the end.
+    What the top-up costs in Temporal alone, to set beside the floor."""
+
+    def __init__(self) -> None:
+        self.created = self.paid = False
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.execute_local_activity(noop_activity, 0,
+                                              start_to_close_timeout=timedelta(seconds=10))
+        self.created = True
+        await workflow.wait_condition(lambda: self.paid)
+        return await workflow.execute_local_activity(
+            noop_activity, 1, start_to_close_timeout=timedelta(seconds=10))
+
+    @workflow.update
+    async def checkout(self) -> bool:
+        await workflow.wait_condition(lambda: self.created)
+        return True
+
+    @workflow.signal
+    def payment_event(self) -> None:
+        self.paid = True
 
 
 # --- configuration and results ------------------------------------------------------------------
@@ -420,7 +450,28 @@ async def part_floor(st: Stack, cfg: BenchConfig, res: Results) -> None:
             execution_timeout=timedelta(seconds=60))
         return time.perf_counter() - started
 
-    async with Worker(client, task_queue=queue, workflows=[FloorWorkflow],
+    async def skeleton(tag: str, i: int, eager: bool = False) -> tuple[float, float]:
+        """(start → checkout answered, signal → result) for one SkeletonWorkflow run."""
+        wf_id = f"bench-skeleton-{st.run_id}-{tag}-{i}"
+        started = time.perf_counter()
+        if eager:  # a plain start, the first task handed straight to this worker, then the update
+            handle = await client.start_workflow(SkeletonWorkflow.run, id=wf_id, task_queue=queue,
+                                                 request_eager_start=True)
+            if not getattr(handle, "__temporal_eagerly_started", False):
+                raise BenchError("the server did not start the skeleton eagerly")
+            await handle.execute_update(SkeletonWorkflow.checkout)
+        else:
+            handle = await client.execute_update_with_start_workflow(
+                SkeletonWorkflow.checkout, start_workflow_operation=WithStartWorkflowOperation(
+                    SkeletonWorkflow.run, id=wf_id, task_queue=queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL)) and \
+                client.get_workflow_handle(wf_id)
+        answered = time.perf_counter()
+        await handle.signal(SkeletonWorkflow.payment_event)
+        await handle.result()
+        return answered - started, time.perf_counter() - answered
+
+    async with Worker(client, task_queue=queue, workflows=[FloorWorkflow, SkeletonWorkflow],
                       activities=[noop_activity]):
         for i in range(cfg.warmup):
             await one("warm", i)
@@ -430,6 +481,12 @@ async def part_floor(st: Stack, cfg: BenchConfig, res: Results) -> None:
         conc, wall = await run_concurrent(CONCURRENT_STARTERS, total,
                                           lambda _w, i: one("conc", i))
         cpu = window.stop()
+        skeletons: dict[str, list[tuple[float, float]]] = {}
+        for mode in ("update_with_start", "eager_start_then_update"):
+            for i in range(cfg.warmup):
+                await skeleton(f"warm-{mode}", i, eager=mode.startswith("eager"))
+            skeletons[mode] = [await skeleton(mode, i, eager=mode.startswith("eager"))
+                               for i in range(cfg.floor_n)]
     s, c = latency_stats(seq), latency_stats(conc)
     seq_rate = len(seq) / sum(seq)
     conc_rate = total / wall
@@ -447,6 +504,18 @@ async def part_floor(st: Stack, cfg: BenchConfig, res: Results) -> None:
     res.add("floor_conc_p50_ms", "(a) floor latency p50, 32 starters", c["p50_ms"], "ms")
     res.add("floor_conc_p99_ms", "(a) floor latency p99, 32 starters", c["p99_ms"], "ms")
     res.add("floor_conc_wps", "(a) floor throughput, 32 starters", conc_rate, "wf/s")
+    res.details["topup_skeleton"] = {}
+    for mode, runs in skeletons.items():
+        answer = latency_stats([a for a, _ in runs])
+        finish = latency_stats([b for _, b in runs])
+        whole = latency_stats([a + b for a, b in runs])
+        log(f"(a) top-up skeleton ({mode.replace('_', ' ')}; no-op local activities, no HTTP, "
+            f"no database): start → checkout {fmt_stats(answer)}; signal → result "
+            f"{fmt_stats(finish)}; together mean {whole['mean_ms']:.1f} ms")
+        res.details["topup_skeleton"][mode] = {"checkout": answer, "signal_to_result": finish,
+                                               "total": whole}
+    whole = res.details["topup_skeleton"]["update_with_start"]["total"]
+    res.add("skeleton_mean_ms", "(a) top-up's Temporal skeleton, mean", whole["mean_ms"], "ms")
 
 
 # --- (b) top-up end to end ----------------------------------------------------------------------
