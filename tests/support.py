@@ -137,7 +137,8 @@ async def set_rewards(sessions: async_sessionmaker[AsyncSession], tenant: Tenant
 
 async def run_cli(database_url: str, temporal_address: str | None, *args: str
                   ) -> tuple[int, str, str]:
-    """`python cli.py …` as an operator runs it: exit code, stdout, stderr."""
+    """The installed `walletflow` command, as an operator runs it (README): exit code, stdout,
+    stderr."""
     import os
     import sys
 
@@ -148,7 +149,7 @@ async def run_cli(database_url: str, temporal_address: str | None, *args: str
     if temporal_address:
         env["TEMPORAL_ADDRESS"] = temporal_address
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(root / "cli.py"), *args, cwd=root, env=env,
+        str(Path(sys.executable).parent / "walletflow"), *args, cwd=root, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()
