@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import policies
@@ -252,5 +252,7 @@ class TopUpWorkflow:
 
 
 def _cause(e: ActivityError | ApplicationError) -> str:
-    """The activity's own failure message (e.g. the gateway's refusal)."""
-    return str(e.cause or e)
+    """The activity's own failure message (e.g. the gateway's refusal). A regular activity's
+    failure comes wrapped in an ActivityError; a local activity's comes as it was raised."""
+    err = e.cause if isinstance(e, ActivityError) and e.cause else e
+    return err.message if isinstance(err, FailureError) else str(err)
