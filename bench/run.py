@@ -461,11 +461,11 @@ async def part_floor(st: Stack, cfg: BenchConfig, res: Results) -> None:
                 raise BenchError("the server did not start the skeleton eagerly")
             await handle.execute_update(SkeletonWorkflow.checkout)
         else:
-            handle = await client.execute_update_with_start_workflow(
-                SkeletonWorkflow.checkout, start_workflow_operation=WithStartWorkflowOperation(
-                    SkeletonWorkflow.run, id=wf_id, task_queue=queue,
-                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL)) and \
-                client.get_workflow_handle(wf_id)
+            start = WithStartWorkflowOperation(SkeletonWorkflow.run, id=wf_id, task_queue=queue,
+                                               id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+            await client.execute_update_with_start_workflow(SkeletonWorkflow.checkout,
+                                                            start_workflow_operation=start)
+            handle = await start.workflow_handle()
         answered = time.perf_counter()
         await handle.signal(SkeletonWorkflow.payment_event)
         await handle.result()
