@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import create_engine, resolve_database_url, session_factory
-from db.ledger import LedgerRepository
+from db.ledger import LedgerRepository, sqlstate
 from db.migrate import upgrade_async
 from db.repositories import StoreRepository, TenantRepository, UserRepository
 from settings import get_settings
@@ -366,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(args.fn(args))
     except NoTenant as e:
         print(f"not found: {e}", file=sys.stderr)
+        return 2
+    except DBAPIError as e:
+        if sqlstate(e) != "42P01":  # undefined table
+            raise
+        print("the database has no walletflow tables yet: run `walletflow migrate` first",
+              file=sys.stderr)
         return 2
 
 

@@ -7,7 +7,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,7 +31,13 @@ class Settings(BaseSettings):
     # with its data under STATE_DIR/pgdata.
     database_url: str | None = None
     db_pool_size: int = 10
-    state_dir: Path = Path(".walletflow")
+    state_dir: Path = Path(".walletflow")  # a relative path is taken from the project folder
+
+    @field_validator("state_dir")
+    @classmethod
+    def _from_project(cls, v: Path) -> Path:
+        """The same folder whichever directory a command runs from (the CLI, the worker)."""
+        return v if v.is_absolute() else Path(__file__).resolve().parent / v
 
     # Temporal. Unset address: the local dev server (127.0.0.1:7233).
     temporal_address: str | None = None

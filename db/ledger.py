@@ -206,7 +206,7 @@ class LedgerRepository:
                 "tenant": tenant_id, "flow": flow_id, "pending": pending, **rows,
                 "events": json.dumps(_events(events))})).all()
         except DBAPIError as e:
-            if _sqlstate(e) == "WL001":
+            if sqlstate(e) == "WL001":
                 raise LedgerRace(f"a concurrent writer used one of {rows['keys']}; retry") from e
             raise
         return _outcome(result)
@@ -243,7 +243,7 @@ class LedgerRepository:
             result = (await conn.execute(_POST_MANY, {
                 **batch, "events": json.dumps(batch["events"])})).all()
         except DBAPIError as e:
-            if _sqlstate(e) == "WL001":
+            if sqlstate(e) == "WL001":
                 raise LedgerRace("a concurrent writer used one of the batch's keys") from e
             raise
         by_request: dict[int, list[Any]] = {}
@@ -431,7 +431,8 @@ def _outcome(result: Sequence[Any]) -> list[PostedTransfer]:
             for r in result]
 
 
-def _sqlstate(e: DBAPIError) -> str | None:
+def sqlstate(e: DBAPIError) -> str | None:
+    """The PostgreSQL error code behind a driver error (e.g. ``42P01``, ``WL001``)."""
     orig = e.orig
     return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None),
                                                       "sqlstate", None)

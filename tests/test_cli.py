@@ -7,16 +7,22 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from db.engine import create_engine
+from settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 async def cli(database_url: str, *args: str) -> tuple[int, str]:
+    """The installed command, run from outside the project folder."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "cli.py"), *args, cwd=ROOT,
+        str(Path(sys.executable).parent / "walletflow"), *args, cwd=tempfile.gettempdir(),
         env={**os.environ, "DATABASE_URL": database_url},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await proc.communicate()
@@ -79,3 +85,28 @@ async def test_key_rotation_and_wallet_show(database_url, http, sessions, tenant
     code, out = await cli(database_url, "wallet", "show", "--tenant", tenant.slug, "user-1")
     assert code == 0, out
     assert "posted        10.00" in out and "+10.00 EUR" in out, out
+
+
+
+async def test_an_unmigrated_database_gets_a_clear_answer(database_url: str) -> None:
+    admin = create_engine(database_url, 1)
+    name = f"walletflow_empty_{secrets.token_hex(4)}"
+    async with admin.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        empty = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+        code, out = await cli(empty, "ledger", "check")
+    finally:
+        async with admin.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+    assert code == 2, out
+    assert "run `walletflow migrate` first" in out and "Traceback" not in out
+
+def test_a_relative_state_dir_is_the_project_folders_wherever_a_command_runs(
+        monkeypatch) -> None:
+    monkeypatch.chdir(tempfile.gettempdir())
+    assert Settings(state_dir=Path(".walletflow")).state_dir == ROOT / ".walletflow"
+    assert Settings(state_dir=Path("/srv/wf")).state_dir == Path("/srv/wf")
