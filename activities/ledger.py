@@ -43,7 +43,7 @@ class GroupCommit(Generic[R, T]):
         self._queue: list[tuple[R, asyncio.Future[T | Exception]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.batches = self.requests = 0  # how many batches carried how many requests
+        self.batches = 0  # statements run so far (requests share them under load)
 
     async def submit(self, request: R) -> T | Exception:
         future: asyncio.Future[T | Exception] = asyncio.get_running_loop().create_future()
@@ -55,7 +55,7 @@ class GroupCommit(Generic[R, T]):
         while self._queue and self._in_flight < self.max_in_flight:
             batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
             self._in_flight += 1
-            self.batches, self.requests = self.batches + 1, self.requests + len(batch)
+            self.batches += 1
             task = asyncio.create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
