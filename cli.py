@@ -99,8 +99,8 @@ async def cmd_key_rotate(args: argparse.Namespace) -> int:
 
 
 async def cmd_wallet_show(args: argparse.Namespace) -> int:
+    from contracts.money import format_amount
     from db.ledger import LedgerRepository
-    from workflows.contracts import format_amount
 
     async with tenant_transaction(args.tenant) as (session, tenant):
         repo = LedgerRepository(session)

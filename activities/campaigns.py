@@ -12,19 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from contracts.donation import CAMPAIGN_CLOSE, DONATE, CampaignInput, DonationInput, DonationResult
+from contracts.ledger import AccountRef, TransferRequest
+from contracts.money import POINTS, format_amount
+from contracts.rewards import points_for
 from db.ledger import InsufficientFunds, LedgerRepository
-from workflows.contracts import (
-    CAMPAIGN_CLOSE,
-    DONATE,
-    POINTS,
-    AccountRef,
-    CampaignInput,
-    DonationInput,
-    DonationResult,
-    TransferRequest,
-    format_amount,
-    points_for,
-)
 
 
 async def emit(session: AsyncSession, tenant_id: str, key: str, type_: str,

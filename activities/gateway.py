@@ -9,7 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.gateways import GatewayRefused, GatewayUnavailable, PaymentGateway
-from workflows.contracts import (
+from contracts.gateway import (
     CANCEL_PAYMENT,
     CREATE_PAYMENT,
     CREATE_PAYOUT,

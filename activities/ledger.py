@@ -12,14 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from db.ledger import LedgerError, LedgerRace, LedgerRepository
-from workflows.contracts import (
+from contracts.ledger import (
     POST_TRANSFERS,
     RESOLVE_TRANSFERS,
     PostedTransfer,
     PostTransfersRequest,
     ResolveTransfersRequest,
 )
+from db.ledger import LedgerError, LedgerRace, LedgerRepository
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.campaigns import emit
-from workflows.contracts import ORDER_RECORD, OrderStatusUpdate
+from contracts.order import ORDER_RECORD, OrderStatusUpdate
 
 
 class OrderActivities:

@@ -22,13 +22,8 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
-from workflows.contracts import (
-    DELIVER_WEBHOOK,
-    EMIT_EVENT,
-    GIVE_UP_WEBHOOK,
-    DeliveryInput,
-    EventOut,
-)
+from contracts.events import EMIT_EVENT, EventOut
+from contracts.webhooks import DELIVER_WEBHOOK, GIVE_UP_WEBHOOK, DeliveryInput
 
 log = logging.getLogger(__name__)
 

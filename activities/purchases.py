@@ -14,21 +14,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.campaigns import emit
-from db.ledger import LedgerError, LedgerRepository
-from workflows.contracts import (
-    POINTS,
+from contracts.ledger import AccountRef, TransferRequest
+from contracts.money import POINTS, format_amount
+from contracts.purchase import (
     PURCHASE_APPLY,
     PURCHASE_EVALUATE,
-    AccountRef,
     PurchaseEvaluation,
     PurchaseInput,
     PurchaseStep,
-    RewardsPolicy,
-    TransferRequest,
-    cashback_for,
-    format_amount,
-    points_for,
 )
+from contracts.rewards import RewardsPolicy, cashback_for, points_for
+from db.ledger import LedgerError, LedgerRepository
 
 SESSION_WINDOW = timedelta(minutes=60)
 PROXIMITY_WINDOW = timedelta(hours=24)

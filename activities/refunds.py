@@ -12,22 +12,19 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.campaigns import emit
-from db.ledger import InsufficientFunds, LedgerRepository
-from workflows.contracts import (
-    POINTS,
+from contracts.ledger import AccountRef, TransferRequest
+from contracts.money import POINTS, format_amount, round_half_up
+from contracts.refund import (
     REFUND_CLAWBACK,
     REFUND_RESERVE,
     REFUND_SETTLE,
-    AccountRef,
     ClawbackRequest,
     ClawbackResult,
     RefundPlan,
     RefundReservation,
     RefundSettlement,
-    TransferRequest,
-    format_amount,
-    round_half_up,
 )
+from db.ledger import InsufficientFunds, LedgerRepository
 
 REFUNDABLE = ("paid", "partially_refunded")
 FINAL = ("refunded", "rejected", "failed", "expired", "refused")

@@ -8,15 +8,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.campaigns import emit
+from contracts.ledger import AccountRef, TransferRequest
+from contracts.money import format_amount
+from contracts.withdrawal import WITHDRAWAL_HOLD, WITHDRAWAL_SETTLE, WithdrawalStep
 from db.ledger import InsufficientFunds, LedgerRepository
-from workflows.contracts import (
-    WITHDRAWAL_HOLD,
-    WITHDRAWAL_SETTLE,
-    AccountRef,
-    TransferRequest,
-    WithdrawalStep,
-    format_amount,
-)
 
 RELEASED = ("rejected", "expired", "payout_failed", "refused")
 

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import admin_principal, db_session
 from api.errors import ProblemError
+from contracts.money import CURRENCY_EXPONENTS, POINTS, format_amount
 from db.analytics import AnalyticsReport, AnalyticsRepository, Bucket, CurrencyFigures
 from db.repositories import Principal
-from workflows.contracts import CURRENCY_EXPONENTS, POINTS, format_amount
 
 router = APIRouter(tags=["analytics"])
 

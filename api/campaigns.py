@@ -23,17 +23,10 @@ from api.deps import (
 from api.errors import PROBLEM_BASE, ProblemError
 from api.flowstart import start_once
 from api.schemas import CampaignCreate, DonationCreate
+from contracts.donation import CampaignInput, DonationInput, DonationResult
+from contracts.money import Money, MoneyError, format_amount, parse_amount
 from db.repositories import Principal, UserRepository
 from workflows.campaign import CampaignWorkflow
-from workflows.contracts import (
-    CampaignInput,
-    DonationInput,
-    DonationResult,
-    Money,
-    MoneyError,
-    format_amount,
-    parse_amount,
-)
 from workflows.donation import DonationWorkflow
 
 router = APIRouter(tags=["campaigns"])

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ProblemError
-from workflows.contracts import ApprovalDecision
+from contracts.approvals import ApprovalDecision
 
 
 async def decide(client: Any, flow_id: str, admin: str, approve: bool, note: str | None) -> str:

@@ -13,8 +13,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import client_principal, db_session
 from api.errors import ProblemError
 from api.pagination import decode_cursor, encode_cursor
+from contracts.flow import FlowStatus
 from db.repositories import FlowRepository, Principal
-from workflows.contracts import FlowStatus
 
 router = APIRouter(tags=["flows"])
 

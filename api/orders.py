@@ -23,17 +23,10 @@ from api.deps import client_principal, db_session, json_body, openapi_body
 from api.errors import PROBLEM_BASE, ProblemError
 from api.flowstart import start_once
 from api.schemas import OrderCreate
+from contracts.flow import FlowStatus
+from contracts.money import POINTS, Money, MoneyError, format_amount, parse_amount
+from contracts.order import OrderPaymentInput, OrderView
 from db.repositories import Principal, UserRepository
-from workflows.contracts import (
-    POINTS,
-    FlowStatus,
-    Money,
-    MoneyError,
-    OrderPaymentInput,
-    OrderView,
-    format_amount,
-    parse_amount,
-)
 from workflows.order_payment import OrderPaymentWorkflow
 
 router = APIRouter(tags=["orders"])

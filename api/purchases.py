@@ -36,15 +36,10 @@ from api.schemas import (
     StoreCredentialCreate,
 )
 from api.signatures import widget_valid
+from contracts.flow import FlowStatus
+from contracts.money import Money, MoneyError, parse_amount
+from contracts.purchase import PurchaseInput, StoreEvent
 from db.repositories import FlowRepository, Principal, StoreRepository, UserRepository
-from workflows.contracts import (
-    FlowStatus,
-    Money,
-    MoneyError,
-    PurchaseInput,
-    StoreEvent,
-    parse_amount,
-)
 from workflows.purchase_credit import PurchaseCreditWorkflow
 
 router = APIRouter(tags=["purchases"])

@@ -24,15 +24,10 @@ from api.errors import PROBLEM_BASE, ProblemError
 from api.flows import own_flow, query_status
 from api.flowstart import idempotency_key, start_once
 from api.schemas import DecisionBody, RefundCreate
+from contracts.flow import FlowStatus
+from contracts.money import Money, MoneyError, format_amount, parse_amount
+from contracts.refund import RefundInput
 from db.repositories import Principal, TenantRepository
-from workflows.contracts import (
-    FlowStatus,
-    Money,
-    MoneyError,
-    RefundInput,
-    format_amount,
-    parse_amount,
-)
 from workflows.refund import RefundWorkflow
 
 router = APIRouter(tags=["refunds"])

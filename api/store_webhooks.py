@@ -17,8 +17,9 @@ from api.deps import db_session, raw_body
 from api.errors import ProblemError
 from api.purchases import money, report_purchase, report_store_event
 from api.signatures import shopify_valid, woocommerce_valid
+from contracts.money import format_amount
+from contracts.purchase import StoreEvent
 from db.repositories import StoreRepository, WebhookEventRepository
-from workflows.contracts import StoreEvent, format_amount
 
 router = APIRouter(tags=["webhooks"])
 

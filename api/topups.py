@@ -20,16 +20,10 @@ from api.deps import client_principal, db_session, json_body, openapi_body
 from api.errors import ProblemError
 from api.flowstart import start_once
 from api.schemas import TopUpCreate
+from contracts.gateway import CheckoutInfo
+from contracts.money import POINTS, Money, MoneyError, format_amount, parse_amount
+from contracts.topup import TopUpInput
 from db.repositories import Principal, UserRepository
-from workflows.contracts import (
-    POINTS,
-    CheckoutInfo,
-    Money,
-    MoneyError,
-    TopUpInput,
-    format_amount,
-    parse_amount,
-)
 from workflows.topup import TopUpWorkflow
 
 router = APIRouter(tags=["top-ups"])

@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import admin_principal, client_principal, db_session
 from api.errors import ProblemError
 from api.pagination import decode_cursor, encode_cursor
+from contracts.money import format_amount
 from db.ledger import Balance, LedgerRepository
 from db.repositories import Principal, UserRepository
-from workflows.contracts import format_amount
 
 router = APIRouter(tags=["wallets"])
 

@@ -18,8 +18,8 @@ from activities.outbound import new_secret
 from api.deps import admin_principal, db_session, json_body, openapi_body
 from api.errors import ProblemError
 from api.schemas import WebhookEndpointCreate
+from contracts.webhooks import DeliveryInput
 from db.repositories import Principal, WebhookEndpointRepository
-from workflows.contracts import DeliveryInput
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 router = APIRouter(tags=["outbound webhooks"])

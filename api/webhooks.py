@@ -16,17 +16,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import db_session, raw_body
 from api.errors import ProblemError
-from db.repositories import WebhookEventRepository
-from workflows.contracts import (
+from contracts.gateway import (
     PAYMENT_CANCELED,
     PAYMENT_FAILED,
     PAYMENT_PENDING,
     PAYMENT_SUCCEEDED,
-    Money,
     PaymentEvent,
     PayoutEvent,
     RefundEvent,
 )
+from contracts.money import Money
+from db.repositories import WebhookEventRepository
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])

@@ -30,16 +30,11 @@ from api.errors import PROBLEM_BASE, ProblemError
 from api.flows import own_flow, query_status
 from api.flowstart import start_once
 from api.schemas import DecisionBody, WithdrawalCreate
+from contracts.flow import FlowStatus
+from contracts.money import Money, MoneyError, format_amount, parse_amount
+from contracts.withdrawal import WithdrawalInput
 from db.ledger import LedgerRepository
 from db.repositories import Principal, TenantRepository
-from workflows.contracts import (
-    FlowStatus,
-    Money,
-    MoneyError,
-    WithdrawalInput,
-    format_amount,
-    parse_amount,
-)
 from workflows.withdrawal import WithdrawalWorkflow
 
 router = APIRouter(tags=["withdrawals"])

@@ -59,6 +59,7 @@ from temporalio.worker import Worker  # noqa: E402
 
 from activities.ledger import LedgerActivities  # noqa: E402
 from api.app import create_app  # noqa: E402
+from contracts.ledger import AccountRef, PostTransfersRequest, TransferRequest  # noqa: E402
 from db.engine import create_engine, embedded_postgres_url, session_factory  # noqa: E402
 from db.ledger import LedgerRepository  # noqa: E402
 from db.migrate import upgrade_async  # noqa: E402
@@ -66,7 +67,6 @@ from settings import Settings  # noqa: E402
 from temporal_client import dev_server_args  # noqa: E402
 from tests.support import LiveServer, Tenant, create_tenant  # noqa: E402
 from worker import build_gateways, build_worker  # noqa: E402
-from workflows.contracts import AccountRef, PostTransfersRequest, TransferRequest  # noqa: E402
 
 STATE_DIR = ROOT / ".walletflow" / "bench"
 RESULTS_PATH = ROOT / "bench" / "results.json"

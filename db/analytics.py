@@ -42,7 +42,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflows.contracts import PLATFORMS, round_half_up
+from contracts.money import round_half_up
+from contracts.rewards import PLATFORMS
 
 BANDS = ("session_match", "time_proximity", "email_match", "none", "other")
 TOP_USERS = 10

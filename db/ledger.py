@@ -19,13 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from workflows.contracts import (
-    AccountRef,
-    EventOut,
-    PostedTransfer,
-    PostTransfersRequest,
-    TransferRequest,
-)
+from contracts.events import EventOut
+from contracts.ledger import AccountRef, PostedTransfer, PostTransfersRequest, TransferRequest
 
 USER_KINDS = frozenset({"user_wallet", "user_points"})
 # Hot system accounts split into shards (accounts "<owner>#<n>"): every top-up, card order and

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.analytics import parse_period
 from api.errors import ProblemError
+from contracts.ledger import AccountRef, TransferRequest
 from db.ledger import LedgerRepository
 from tests.support import Tenant, create_tenant
-from workflows.contracts import AccountRef, TransferRequest
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 END = datetime(2024, 4, 1, tzinfo=UTC)

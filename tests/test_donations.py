@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from contracts.money import POINTS
 from tests.support import Tenant, balances, count_rows, eventually
 from tests.test_orders import fund
-from workflows.contracts import POINTS
 
 
 async def campaign(http, tenant: Tenant, campaign_id: str, target: str = "100.00",

@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
 from activities.ledger import LedgerActivities
+from contracts.events import EventOut
+from contracts.ledger import AccountRef, PostTransfersRequest, TransferRequest
 from db.engine import create_engine, session_factory
 from db.ledger import InsufficientFunds, LedgerConflict, LedgerRepository
 from tests.support import Tenant
-from workflows.contracts import AccountRef, EventOut, PostTransfersRequest, TransferRequest
 
 
 def clearing(cur: str = "EUR") -> AccountRef:

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from workflows.contracts import MoneyError, format_amount, parse_amount, round_half_up
+from contracts.money import MoneyError, format_amount, parse_amount, round_half_up
 
 
 @pytest.mark.parametrize(("text", "currency", "minor"), [

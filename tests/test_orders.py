@@ -8,9 +8,10 @@ import asyncio
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from contracts.ledger import AccountRef, TransferRequest
+from contracts.money import POINTS
 from db.ledger import LedgerRepository
 from tests.support import Tenant, balances, count_rows, eventually, tenant_transfers
-from workflows.contracts import POINTS, AccountRef, TransferRequest
 
 
 async def fund(sessions: async_sessionmaker[AsyncSession], tenant: Tenant, amount: int,

@@ -98,7 +98,7 @@ async def test_large_refund_waits_for_an_admin(http, sessions, tenant) -> None:
 
 async def test_rejected_refund_moves_nothing_and_requester_cannot_approve(
         http, sessions, temporal_env, tenant) -> None:
-    from workflows.contracts import ApprovalDecision
+    from contracts.approvals import ApprovalDecision
 
     await needs_approval_above(sessions, tenant, "50.00")
     await paid_order(http, sessions, tenant, "r-4")
@@ -125,7 +125,7 @@ async def test_rejected_refund_moves_nothing_and_requester_cannot_approve(
 
 
 async def test_signal_from_the_temporal_ui_approves(http, sessions, temporal_env, tenant) -> None:
-    from workflows.contracts import ApprovalDecision
+    from contracts.approvals import ApprovalDecision
 
     await needs_approval_above(sessions, tenant, "50.00")
     await paid_order(http, sessions, tenant, "r-5")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from contracts.approvals import ApprovalDecision
 from db.repositories import TenantRepository
 from tests.support import Tenant, balances, count_rows, create_tenant, eventually
 from tests.test_orders import fund
-from workflows.contracts import ApprovalDecision
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,10 +18,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from contracts.ledger import AccountRef
 from db.ledger import LedgerRepository
 from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
 from tests.support import balances, count_rows, eventually, tenant_transfers, topup, wait_state
-from workflows.contracts import AccountRef
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import ApprovalDecision, DecisionRecord
+    from contracts.approvals import ApprovalDecision, DecisionRecord
 
 
 class Approvals:

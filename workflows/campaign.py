@@ -8,8 +8,8 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.donation import CAMPAIGN_CLOSE, CampaignInput
     from workflows import policies
-    from workflows.contracts import CAMPAIGN_CLOSE, CampaignInput
 
 
 @workflow.defn(name="CampaignWorkflow")

@@ -6,8 +6,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.donation import DONATE, DonationInput, DonationResult
     from workflows import policies
-    from workflows.contracts import DONATE, DonationInput, DonationResult
 
 
 @workflow.defn(name="DonationWorkflow")

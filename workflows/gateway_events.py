@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from workflows.contracts import PAYMENT_PENDING
+from contracts.gateway import PAYMENT_PENDING
 
 
 class _Event(Protocol):

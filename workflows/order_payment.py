@@ -10,34 +10,30 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import policies
-    from workflows.contracts import (
+    from contracts.flow import FlowStatus, FlowStep
+    from contracts.gateway import (
         CANCEL_PAYMENT,
         CREATE_PAYMENT,
-        ORDER_RECORD,
         PAYMENT_SUCCEEDED,
-        POINTS,
-        POST_TRANSFERS,
-        RESOLVE_TRANSFERS,
         RETRIEVE_PAYMENT,
-        AccountRef,
         CheckoutInfo,
         CreatePaymentRequest,
-        FlowStatus,
-        FlowStep,
         GatewayPayment,
-        Money,
-        OrderPaymentInput,
-        OrderStatusUpdate,
-        OrderView,
         PaymentEvent,
         PaymentRef,
+    )
+    from contracts.ledger import (
+        POST_TRANSFERS,
+        RESOLVE_TRANSFERS,
+        AccountRef,
         PostedTransfer,
         PostTransfersRequest,
         ResolveTransfersRequest,
         TransferRequest,
-        format_amount,
     )
+    from contracts.money import POINTS, Money, format_amount
+    from contracts.order import ORDER_RECORD, OrderPaymentInput, OrderStatusUpdate, OrderView
+    from workflows import policies
     from workflows.gateway_events import GatewayEvents
 
 DONE = ("paid", "failed")

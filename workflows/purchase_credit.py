@@ -8,20 +8,18 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import policies
-    from workflows.contracts import (
+    from contracts.flow import FlowStatus, FlowStep
+    from contracts.money import format_amount
+    from contracts.purchase import (
         PURCHASE_APPLY,
         PURCHASE_EVALUATE,
-        FlowStatus,
-        FlowStep,
         PurchaseEvaluation,
         PurchaseInput,
         PurchaseStep,
         StoreEvent,
-        cashback_for,
-        format_amount,
-        points_for,
     )
+    from contracts.rewards import cashback_for, points_for
+    from workflows import policies
 
 
 @workflow.defn(name="PurchaseCreditWorkflow")

@@ -10,32 +10,32 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import policies
-    from workflows.approvals import ApprovalMessages, Approvals
-    from workflows.contracts import (
+    from contracts.flow import FlowStatus, FlowStep
+    from contracts.gateway import (
         CREATE_REFUND,
         PAYMENT_PENDING,
         PAYMENT_SUCCEEDED,
+        RETRIEVE_REFUND,
+        CreateRefundRequest,
+        GatewayRefund,
+        RefundEvent,
+        RefundRef,
+    )
+    from contracts.money import Money, format_amount
+    from contracts.purchase import StoreEvent
+    from contracts.refund import (
         REFUND_CLAWBACK,
         REFUND_RESERVE,
         REFUND_SETTLE,
-        RETRIEVE_REFUND,
         ClawbackRequest,
         ClawbackResult,
-        CreateRefundRequest,
-        FlowStatus,
-        FlowStep,
-        GatewayRefund,
-        Money,
-        RefundEvent,
         RefundInput,
         RefundPlan,
-        RefundRef,
         RefundReservation,
         RefundSettlement,
-        StoreEvent,
-        format_amount,
     )
+    from workflows import policies
+    from workflows.approvals import ApprovalMessages, Approvals
     from workflows.gateway_events import GatewayEvents
 
 ANSWERED = ("refunded", "refused", "rejected", "expired", "failed", "awaiting_approval",

@@ -8,31 +8,29 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import policies
-    from workflows.contracts import (
+    from contracts.events import EMIT_EVENT, EventOut
+    from contracts.flow import FlowStatus, FlowStep
+    from contracts.gateway import (
         CANCEL_PAYMENT,
         CREATE_PAYMENT,
-        EMIT_EVENT,
         PAYMENT_SUCCEEDED,
-        POINTS,
-        POST_TRANSFERS,
         RETRIEVE_PAYMENT,
-        AccountRef,
         CheckoutInfo,
         CreatePaymentRequest,
-        EventOut,
-        FlowStatus,
-        FlowStep,
         GatewayPayment,
         PaymentEvent,
         PaymentRef,
+    )
+    from contracts.ledger import (
+        POST_TRANSFERS,
+        AccountRef,
         PostedTransfer,
         PostTransfersRequest,
-        TopUpInput,
-        TopUpResult,
         TransferRequest,
-        format_amount,
     )
+    from contracts.money import POINTS, format_amount
+    from contracts.topup import TopUpInput, TopUpResult
+    from workflows import policies
     from workflows.gateway_events import GatewayEvents
 
 TERMINAL = ("completed", "failed", "expired")

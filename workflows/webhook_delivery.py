@@ -7,8 +7,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.webhooks import DELIVER_WEBHOOK, GIVE_UP_WEBHOOK, DeliveryInput
     from workflows import policies
-    from workflows.contracts import DELIVER_WEBHOOK, GIVE_UP_WEBHOOK, DeliveryInput
 
 
 @workflow.defn(name="WebhookDeliveryWorkflow")

@@ -10,25 +10,26 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import policies
-    from workflows.approvals import ApprovalMessages, Approvals
-    from workflows.contracts import (
+    from contracts.flow import FlowStatus, FlowStep
+    from contracts.gateway import (
         CREATE_PAYOUT,
         PAYMENT_PENDING,
         PAYMENT_SUCCEEDED,
         RETRIEVE_PAYOUT,
-        WITHDRAWAL_HOLD,
-        WITHDRAWAL_SETTLE,
-        FlowStatus,
-        FlowStep,
         GatewayPayout,
         PayoutEvent,
         PayoutRef,
         PayoutRequest,
+    )
+    from contracts.money import format_amount
+    from contracts.withdrawal import (
+        WITHDRAWAL_HOLD,
+        WITHDRAWAL_SETTLE,
         WithdrawalInput,
         WithdrawalStep,
-        format_amount,
     )
+    from workflows import policies
+    from workflows.approvals import ApprovalMessages, Approvals
     from workflows.gateway_events import GatewayEvents
 
 ANSWERED = ("awaiting_approval", "refused")

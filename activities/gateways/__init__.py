@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from workflows.contracts import (
+from contracts.gateway import (
     CreatePaymentRequest,
     CreateRefundRequest,
     GatewayPayment,

@@ -8,7 +8,7 @@ from typing import Any
 import stripe
 
 from activities.gateways import GatewayRefused, GatewayUnavailable
-from workflows.contracts import (
+from contracts.gateway import (
     PAYMENT_CANCELED,
     PAYMENT_FAILED,
     PAYMENT_PENDING,
@@ -18,12 +18,12 @@ from workflows.contracts import (
     GatewayPayment,
     GatewayPayout,
     GatewayRefund,
-    Money,
     PaymentRef,
     PayoutRef,
     PayoutRequest,
     RefundRef,
 )
+from contracts.money import Money
 
 _STATUS = {
     "succeeded": PAYMENT_SUCCEEDED,

@@ -11,14 +11,20 @@ import importlib
 
 from alembic import op
 
-from workflows.contracts import CURRENCY_EXPONENTS
-
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
 
 statements = importlib.import_module("db.migrations.versions.0001_initial").statements
+
+# Each currency's decimals as of this migration (frozen here: a later change to the currency
+# table needs its own migration).
+CURRENCY_EXPONENTS: dict[str, int] = {
+    "EUR": 2, "USD": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "SEK": 2, "NOK": 2, "DKK": 2,
+    "PLN": 2, "CZK": 2, "INR": 2, "BRL": 2, "MXN": 2, "SGD": 2, "HKD": 2, "NZD": 2, "ZAR": 2,
+    "KES": 2, "NGN": 2, "JPY": 0, "KRW": 0, "PTS": 0,
+}
 
 # Decimal strings like the API's ("12.50"), with each currency's decimals as of this migration;
 # one SQL expression, so PostgreSQL inlines it into the trigger's query.

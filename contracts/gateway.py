@@ -1,0 +1,140 @@
+"""Gateway-neutral payments, refunds and payouts: what a flow knows of a payment gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contracts.money import Money
+
+PAYMENT_SUCCEEDED = "succeeded"
+PAYMENT_FAILED = "failed"
+PAYMENT_PENDING = "pending"
+PAYMENT_CANCELED = "canceled"
+CREATE_PAYMENT = "gateway.create_payment"
+RETRIEVE_PAYMENT = "gateway.retrieve_payment"
+CANCEL_PAYMENT = "gateway.cancel_payment"
+CREATE_REFUND = "gateway.create_refund"
+RETRIEVE_REFUND = "gateway.retrieve_refund"
+CREATE_PAYOUT = "gateway.create_payout"
+RETRIEVE_PAYOUT = "gateway.retrieve_payout"
+PAYOUT_METHODS = ("bank_transfer", "mobile_money", "paypal", "crypto")
+
+
+@dataclass
+class CreatePaymentRequest:
+    tenant_id: str
+    flow_id: str
+    amount: Money
+    description: str
+    idempotency_key: str  # derived from the flow id: retries reuse it
+    gateway: str = "stripe"
+
+
+@dataclass
+class GatewayPayment:
+    gateway: str
+    payment_id: str
+    status: str  # PAYMENT_* above
+    amount: Money
+    client_secret: str | None = None
+    checkout_url: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass
+class PaymentRef:
+    gateway: str
+    payment_id: str
+    currency: str
+
+
+@dataclass
+class PaymentEvent:
+    """A gateway webhook, verified and translated by the API, signalled to the flow."""
+
+    event_id: str
+    payment_id: str
+    status: str  # PAYMENT_SUCCEEDED / PAYMENT_FAILED / PAYMENT_CANCELED
+    amount: Money | None = None
+    failure_reason: str | None = None
+
+
+@dataclass
+class CheckoutInfo:
+    """What the API answers the client with, so it can pay."""
+
+    flow_id: str
+    gateway: str
+    payment_id: str
+    client_secret: str | None
+    checkout_url: str | None
+    expires_at: str  # ISO 8601
+
+
+@dataclass
+class CreateRefundRequest:
+    tenant_id: str
+    flow_id: str
+    payment_id: str
+    amount: Money
+    idempotency_key: str
+    gateway: str = "stripe"
+
+
+@dataclass
+class GatewayRefund:
+    gateway: str
+    refund_id: str
+    status: str  # PAYMENT_SUCCEEDED / PAYMENT_FAILED / PAYMENT_PENDING
+    amount: Money
+    failure_reason: str | None = None
+
+
+@dataclass
+class RefundRef:
+    gateway: str
+    refund_id: str
+
+
+@dataclass
+class RefundEvent:
+    """A verified gateway webhook about a refund (deduplicated on event_id)."""
+
+    event_id: str
+    refund_id: str
+    status: str
+    failure_reason: str | None = None
+
+
+@dataclass
+class PayoutRequest:
+    tenant_id: str
+    flow_id: str
+    amount: Money
+    method: str
+    destination: str
+    idempotency_key: str
+    gateway: str = "stripe"
+
+
+@dataclass
+class GatewayPayout:
+    gateway: str
+    payout_id: str
+    status: str  # PAYMENT_SUCCEEDED (paid) / PAYMENT_FAILED / PAYMENT_PENDING
+    amount: Money
+    failure_reason: str | None = None
+
+
+@dataclass
+class PayoutRef:
+    gateway: str
+    payout_id: str
+
+
+@dataclass
+class PayoutEvent:
+    event_id: str
+    payout_id: str
+    status: str
+    failure_reason: str | None = None
