@@ -10,7 +10,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.engine import create_engine, resolve_database_url, session_factory
 from db.ledger import LedgerRepository, sqlstate
 from db.migrate import upgrade_async
-from db.repositories import StoreRepository, TenantRepository, UserRepository
+from db.stores import StoreRepository
+from db.tenants import TenantRepository
+from db.users import UserRepository
 from settings import get_settings
 
 
@@ -83,17 +85,14 @@ async def cmd_key_create(args: argparse.Namespace) -> int:
 
 async def cmd_key_rotate(args: argparse.Namespace) -> int:
     """Revoke a key and issue a new one with the same scopes and holder."""
-    from sqlalchemy import text
+    from db.keys import ApiKeyRepository
 
     async with tenant_transaction(args.tenant) as (session, tenant):
-        old = (await session.execute(text(
-            "UPDATE api_keys SET revoked_at = now() WHERE id = :k AND tenant_id = :t "
-            "AND revoked_at IS NULL RETURNING scopes, actor"),
-            {"k": args.key_id, "t": tenant["id"]})).first()
+        old = await ApiKeyRepository(session).revoke(tenant["id"], args.key_id)
         if old is None:
             raise NoTenant(f"{args.tenant} has no active key {args.key_id}")
-        key = await TenantRepository(session).create_key(tenant["id"], list(old.scopes),
-                                                         old.actor)
+        scopes, actor = old
+        key = await TenantRepository(session).create_key(tenant["id"], scopes, actor)
     print(key)
     return 0
 
@@ -137,13 +136,10 @@ async def cmd_store_add(args: argparse.Namespace) -> int:
 
 
 async def cmd_withdrawal_list(args: argparse.Namespace) -> int:
-    from sqlalchemy import text
+    from db.withdrawals import WithdrawalRepository
 
     async with tenant_transaction(args.tenant) as (session, tenant):
-        rows = (await session.execute(text(
-            "SELECT flow_id, user_id, amount, currency, status, requested_by, created_at "
-            "FROM withdrawals WHERE tenant_id = :t AND (CAST(:s AS text) IS NULL OR status = :s)"
-            " ORDER BY created_at"), {"t": tenant["id"], "s": args.status})).all()
+        rows = await WithdrawalRepository(session).list_oldest_first(tenant["id"], args.status)
     for r in rows:
         print(f"{r.flow_id}\t{r.user_id}\t{r.amount} {r.currency} (minor units)\t{r.status}"
               f"\trequested by {r.requested_by}\t{r.created_at:%Y-%m-%d %H:%M}")
@@ -202,8 +198,7 @@ async def cmd_approvals_list(args: argparse.Namespace) -> int:
 
 async def cmd_webhook_rotate(args: argparse.Namespace) -> int:
     """A new whsec_ secret; the old one keeps signing for 24 h."""
-    from activities.outbound import new_secret
-    from db.repositories import WebhookEndpointRepository
+    from db.webhook_endpoints import WebhookEndpointRepository, new_secret
 
     secret = new_secret()
     async with tenant_transaction(args.tenant) as (session, tenant):
@@ -217,7 +212,7 @@ async def cmd_webhook_rotate(args: argparse.Namespace) -> int:
 
 
 async def cmd_webhook_deliveries(args: argparse.Namespace) -> int:
-    from db.repositories import WebhookEndpointRepository
+    from db.webhook_endpoints import WebhookEndpointRepository
 
     async with tenant_transaction(args.tenant) as (session, tenant):
         rows = await WebhookEndpointRepository(session).deliveries(
@@ -231,7 +226,7 @@ async def cmd_webhook_deliveries(args: argparse.Namespace) -> int:
 async def cmd_webhook_resend(args: argparse.Namespace) -> int:
     """Send deliveries again under their webhook-id (e.g. after the receiver was fixed)."""
     from api.webhook_endpoints import start_resend
-    from db.repositories import WebhookEndpointRepository
+    from db.webhook_endpoints import WebhookEndpointRepository
     from temporal_client import connect
 
     settings = get_settings()
@@ -266,79 +261,88 @@ async def cmd_ledger_check(_: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="walletflow", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-    tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="sub", required=True)
+
+def group(sub: Commands, name: str, help: str
+          ) -> Commands:
+    """A command with subcommands, e.g. `walletflow tenant create`."""
+    return sub.add_parser(name, help=help).add_subparsers(dest="sub", required=True)
+
+
+def add_tenant_commands(sub: Commands) -> None:
+    tenant = group(sub, "tenant", "tenants")
     tc = tenant.add_parser("create", help="create a tenant with a client key and an admin key")
     tc.add_argument("slug")
     tc.add_argument("--name")
     tc.add_argument("--admin", default="admin", help="the admin key holder's identity")
     tc.set_defaults(fn=cmd_tenant_create)
 
-    key = sub.add_parser("key", help="API keys").add_subparsers(dest="sub", required=True)
+    key = group(sub, "key", "API keys")
     kc = key.add_parser("create", help="create an API key")
     kc.add_argument("--tenant", required=True)
     kc.add_argument("--scope", action="append", choices=["client", "admin"], required=True)
     kc.add_argument("--actor", required=True, help="who holds the key")
     kc.set_defaults(fn=cmd_key_create)
-
     kr = key.add_parser("rotate", help="revoke a key and print its replacement")
     kr.add_argument("--tenant", required=True)
     kr.add_argument("key_id", help="the key's public id (wfk_…, the part before the secret)")
     kr.set_defaults(fn=cmd_key_rotate)
 
-    wallet = sub.add_parser("wallet", help="wallets").add_subparsers(dest="sub", required=True)
-    ws = wallet.add_parser("show", help="a wallet's balances and latest transactions")
+
+def add_account_commands(sub: Commands) -> None:
+    ws = group(sub, "wallet", "wallets").add_parser(
+        "show", help="a wallet's balances and latest transactions")
     ws.add_argument("--tenant", required=True)
     ws.add_argument("user_id")
     ws.add_argument("--limit", type=int, default=20)
     ws.set_defaults(fn=cmd_wallet_show)
 
-    user = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
-    uc = user.add_parser("create", help="register a user")
+    uc = group(sub, "user", "users").add_parser("create", help="register a user")
     uc.add_argument("--tenant", required=True)
     uc.add_argument("user_id")
     uc.add_argument("--email")
     uc.set_defaults(fn=cmd_user_create)
 
-    store = sub.add_parser("store", help="stores").add_subparsers(dest="sub", required=True)
-    sa = store.add_parser("add", help="connect the widget, a Shopify shop or a WooCommerce "
-                          "store; prints its signing secret")
+    sa = group(sub, "store", "stores").add_parser(
+        "add", help="connect the widget, a Shopify shop or a WooCommerce store; prints its "
+        "signing secret")
     sa.add_argument("--tenant", required=True)
     sa.add_argument("--platform", required=True, choices=["widget", "shopify", "woocommerce"])
     sa.add_argument("--public-key", help="shop domain / store URL (widget: generated)")
     sa.add_argument("--secret", help="use this secret (Shopify/WooCommerce give you one)")
     sa.set_defaults(fn=cmd_store_add)
 
-    wd = sub.add_parser("withdrawal", help="withdrawals").add_subparsers(dest="sub", required=True)
+
+def add_decision(commands: Commands, name: str,
+                 help: str, note_help: str | None) -> None:
+    d = commands.add_parser(name, help=help)
+    d.add_argument("flow_id")
+    d.add_argument("--admin", required=True, help="the deciding admin (an admin key holder)")
+    d.add_argument("--note", help=note_help)
+    d.set_defaults(fn=cmd_decide, command_name=name)
+
+
+def add_approval_commands(sub: Commands) -> None:
+    wd = group(sub, "withdrawal", "withdrawals")
     for name in ("approve", "reject"):
-        w = wd.add_parser(name, help=f"{name} a withdrawal as the named admin")
-        w.add_argument("flow_id")
-        w.add_argument("--admin", required=True, help="the deciding admin (an admin key holder)")
-        w.add_argument("--note")
-        w.set_defaults(fn=cmd_decide, command_name=name)
+        add_decision(wd, name, f"{name} a withdrawal as the named admin", None)
     wl = wd.add_parser("list", help="list withdrawals, e.g. --status awaiting_approval")
     wl.add_argument("--tenant", required=True)
     wl.add_argument("--status")
     wl.set_defaults(fn=cmd_withdrawal_list)
 
     for name in ("approve", "reject"):
-        d = sub.add_parser(name, help=f"{name} a withdrawal or refund waiting for approval")
-        d.add_argument("flow_id")
-        d.add_argument("--admin", required=True, help="the deciding admin (an admin key holder)")
-        d.add_argument("--note", help="a reason, kept in the flow's history")
-        d.set_defaults(fn=cmd_decide, command_name=name)
-    ap = sub.add_parser("approvals", help="flows waiting for an admin").add_subparsers(
-        dest="sub", required=True)
-    al = ap.add_parser("list", help="withdrawals and refunds awaiting approval")
+        add_decision(sub, name, f"{name} a withdrawal or refund waiting for approval",
+                     "a reason, kept in the flow's history")
+    al = group(sub, "approvals", "flows waiting for an admin").add_parser(
+        "list", help="withdrawals and refunds awaiting approval")
     al.add_argument("--tenant", required=True)
     al.set_defaults(fn=cmd_approvals_list)
 
-    wh = sub.add_parser("webhook", help="outbound webhooks").add_subparsers(dest="sub",
-                                                                             required=True)
+
+def add_webhook_commands(sub: Commands) -> None:
+    wh = group(sub, "webhook", "outbound webhooks")
     wr = wh.add_parser("rotate", help="a new endpoint secret (the old one is valid for 24 h)")
     wr.add_argument("--tenant", required=True)
     wr.add_argument("endpoint_id")
@@ -355,9 +359,18 @@ def parser() -> argparse.ArgumentParser:
     wre.add_argument("--endpoint", help="only this endpoint's failed deliveries")
     wre.set_defaults(fn=cmd_webhook_resend)
 
-    ledger = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="sub", required=True)
-    ledger.add_parser("check", help="verify every ledger invariant; exit 1 on a violation"
-                      ).set_defaults(fn=cmd_ledger_check)
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="walletflow", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
+    add_tenant_commands(sub)
+    add_account_commands(sub)
+    add_approval_commands(sub)
+    add_webhook_commands(sub)
+    group(sub, "ledger", "the ledger").add_parser(
+        "check", help="verify every ledger invariant; exit 1 on a violation"
+    ).set_defaults(fn=cmd_ledger_check)
     return p
 
 

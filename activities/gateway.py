@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.gateways import GatewayRefused, GatewayUnavailable, PaymentGateway
+from activities.refusals import refused
+from contracts.errors import ErrorCode
 from contracts.gateway import (
     CANCEL_PAYMENT,
     CREATE_PAYMENT,
@@ -29,6 +32,7 @@ from contracts.gateway import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # What a gateway result may show in a log line (never client secrets or destinations).
 _LOGGED = ("payment_id", "refund_id", "payout_id", "status", "amount", "failure_reason")
 
@@ -45,19 +49,18 @@ class GatewayActivities:
         try:
             return self.gateways[name]
         except KeyError:
-            raise ApplicationError(f"unknown gateway {name!r}", type="gateway_refused",
-                                   non_retryable=True) from None
+            raise refused(ErrorCode.GATEWAY_REFUSED, f"unknown gateway {name!r}") from None
 
-    async def _run(self, call):  # type: ignore[no-untyped-def]
+    async def _run(self, call: Awaitable[T]) -> T:
         operation = activity.info().activity_type
         try:
             result = await call
         except GatewayRefused as e:
             log.warning("%s refused: %s", operation, e)
-            raise ApplicationError(str(e), type="gateway_refused", non_retryable=True) from e
+            raise refused(ErrorCode.GATEWAY_REFUSED, str(e)) from e
         except GatewayUnavailable as e:
             log.warning("%s unavailable (will retry): %s", operation, e)
-            raise ApplicationError(str(e), type="gateway_unavailable") from e
+            raise ApplicationError(str(e), type=ErrorCode.GATEWAY_UNAVAILABLE.value) from e
         log.info("%s ok", operation, extra={"gateway_result": _summary(result)})
         return result
 

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.refusals import ledger_refused
+from contracts.errors import ErrorCode
 from contracts.ledger import (
     POST_TRANSFERS,
     RESOLVE_TRANSFERS,
@@ -81,14 +83,15 @@ def _activity_error(e: Exception) -> Exception:
     """A ledger failure as the activity reports it: refusals are final, races and outages are
     retried (the idempotency keys make a retry return the first result)."""
     if isinstance(e, LedgerError):  # a business refusal: retrying cannot change the answer
-        return ApplicationError(str(e), type=e.code, non_retryable=True)
+        return ledger_refused(e)
     if isinstance(e, LedgerRace):
         return ApplicationError(str(e), type="ledger_retry")
     if isinstance(e, IntegrityError):
         # A constraint fired under a race the locks should have prevented: retry.
         return ApplicationError(f"ledger constraint: {e.orig}", type="ledger_retry")
     if isinstance(e, DBAPIError):
-        return ApplicationError(f"database unavailable: {e.orig}", type="db_unavailable")
+        return ApplicationError(f"database unavailable: {e.orig}",
+                                type=ErrorCode.DB_UNAVAILABLE.value)
     return e
 
 
@@ -110,7 +113,7 @@ class LedgerActivities:
         if len(reqs) > 1:
             try:
                 async with self.autocommit.connect() as conn:
-                    return await LedgerRepository(conn, self._account_ids).post_many(reqs)
+                    return list(await LedgerRepository(conn, self._account_ids).post_many(reqs))
             except (LedgerRace, DBAPIError) as e:
                 # A same-key race or a failing statement: nothing was written; post them one
                 # by one, so each gets its own outcome.

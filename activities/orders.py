@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.campaigns import emit
 from contracts.order import ORDER_RECORD, OrderStatusUpdate
+from db.orders import OrderRepository
+from db.outbox import emit
 
 
 class OrderActivities:
@@ -16,13 +16,11 @@ class OrderActivities:
 
     @activity.defn(name=ORDER_RECORD)
     async def record_status(self, update: OrderStatusUpdate) -> None:
+        """The order's new status; a final one (paid, failed) is announced in the outbox."""
         async with self.sessions.begin() as session:
-            await session.execute(text(
-                "UPDATE orders SET status = :s, error = :e, "
-                "payment_id = coalesce(:p, payment_id), updated_at = now() "
-                "WHERE tenant_id = :t AND order_id = :o"),
-                {"s": update.status, "e": update.error, "p": update.payment_id,
-                 "t": update.tenant_id, "o": update.order_id})
+            await OrderRepository(session).record_status(
+                update.tenant_id, update.order_id, update.status, update.error,
+                update.payment_id)
             if update.status in ("paid", "failed"):
                 await emit(session, update.tenant_id, f"order.{update.status}:{update.order_id}",
                            f"order.{update.status}", {"order_id": update.order_id,

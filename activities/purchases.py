@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.campaigns import emit
+from activities.refusals import ledger_refused
 from contracts.ledger import AccountRef, TransferRequest
 from contracts.money import POINTS, format_amount
 from contracts.purchase import (
@@ -23,8 +20,11 @@ from contracts.purchase import (
     PurchaseInput,
     PurchaseStep,
 )
-from contracts.rewards import RewardsPolicy, cashback_for, points_for
+from contracts.rewards import cashback_for, points_for, rewards_policy
 from db.ledger import LedgerError, LedgerRepository
+from db.outbox import emit
+from db.purchases import Evaluation, PurchaseRepository
+from db.tenants import TenantRepository
 
 SESSION_WINDOW = timedelta(minutes=60)
 PROXIMITY_WINDOW = timedelta(hours=24)
@@ -56,51 +56,32 @@ def attribute(purchase_at: datetime, last_seen: datetime | None) -> tuple[str, D
     return "no_match", Decimal("0.00")
 
 
-def rewards_policy(settings: dict[str, Any]) -> RewardsPolicy:
-    policy = RewardsPolicy()
-    for name, value in (settings or {}).get("rewards", {}).items():
-        if hasattr(policy, name):
-            setattr(policy, name, value)
-    return policy
-
-
 class PurchaseActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]):
         self.sessions = sessions
 
     @activity.defn(name=PURCHASE_EVALUATE)
     async def evaluate(self, inp: PurchaseInput) -> PurchaseEvaluation:
+        """Attribute the purchase, find the user's tier, and what it earns under the tenant's
+        policy; recorded on the purchase."""
+        purchase_at = datetime.fromisoformat(inp.occurred_at)
         async with self.sessions.begin() as session:
-            settings = (await session.execute(
-                text("SELECT settings FROM tenants WHERE id = :t"), {"t": inp.tenant_id}
-            )).scalar_one()
-            policy = rewards_policy(settings)
-            purchase_at = datetime.fromisoformat(inp.occurred_at)
-            last_seen = (await session.execute(text(
-                "SELECT max(occurred_at) FROM widget_interactions WHERE tenant_id = :t "
-                "AND occurred_at <= :at AND occurred_at >= :since AND (user_id = :u "
-                "OR (CAST(:e AS text) IS NOT NULL AND lower(email) = lower(:e)) "
-                "OR (CAST(:s AS text) IS NOT NULL AND session_id = :s))"),
-                {"t": inp.tenant_id, "at": purchase_at, "since": purchase_at - EMAIL_WINDOW,
-                 "u": inp.user_id, "e": inp.email, "s": inp.session_id})).scalar_one()
+            policy = rewards_policy(await TenantRepository(session).settings(inp.tenant_id))
+            purchases = PurchaseRepository(session)
+            last_seen = await purchases.last_interaction(
+                inp.tenant_id, purchase_at, purchase_at - EMAIL_WINDOW, inp.user_id, inp.email,
+                inp.session_id)
             method, confidence = attribute(purchase_at, last_seen)
-            lifetime_points = (await session.execute(text(
-                "SELECT coalesce(sum(t.amount), 0) FROM transfers t JOIN accounts a "
-                "ON a.id = t.credit_account_id WHERE a.tenant_id = :t AND a.kind = 'user_points' "
-                "AND a.owner_id = :u AND t.state = 'posted'"),
-                {"t": inp.tenant_id, "u": inp.user_id})).scalar_one()
-            tier = policy.tier_for(int(lifetime_points))
+            lifetime_points = await LedgerRepository(session).lifetime_points(inp.tenant_id,
+                                                                              inp.user_id)
+            tier = policy.tier_for(lifetime_points)
             rate = Decimal(policy.cashback_rate) + Decimal(policy.tier_bonus.get(tier, "0"))
             eligible = confidence >= Decimal(policy.min_confidence)
             cashback = cashback_for(inp.amount.amount, str(rate)) if eligible else 0
             points = (points_for(inp.amount.amount, inp.amount.currency, policy.points_per_unit)
                       if eligible else 0)
-            await session.execute(text(
-                "UPDATE purchases SET attribution_method = :m, confidence = :c, tier = :tier, "
-                "cashback = :cb, points = :p, state = 'evaluated', updated_at = now() "
-                "WHERE tenant_id = :t AND store_order_id = :o"),
-                {"m": method, "c": confidence, "tier": tier, "cb": cashback, "p": points,
-                 "t": inp.tenant_id, "o": inp.store_order_id})
+            await purchases.record_evaluation(inp.tenant_id, inp.store_order_id, Evaluation(
+                method, confidence, tier, cashback, points))
         return PurchaseEvaluation(
             method=method, confidence=str(confidence), tier=tier, rate=str(rate),
             cashback=cashback, points=points, points_per_unit=policy.points_per_unit,
@@ -108,38 +89,15 @@ class PurchaseActivities:
 
     @activity.defn(name=PURCHASE_APPLY)
     async def apply_step(self, step: PurchaseStep) -> None:
-        funding = AccountRef("cashback_funding", "tenant", step.currency)
-        wallet = AccountRef("user_wallet", step.user_id, step.currency)
-        issuance = AccountRef("points_issuance", "tenant", POINTS)
-        user_points = AccountRef("user_points", step.user_id, POINTS)
-        meta = {"store_order_id": step.store_order_id}
+        """One step of the purchase's cashback (void / post / new hold, points), its new state
+        and its event, in one transaction."""
         try:
             async with self.sessions.begin() as session:
-                ledger = LedgerRepository(session)
-                refs = [funding, wallet] + ([issuance, user_points] if step.points else [])
-                await ledger.lock(step.tenant_id, refs)
-                if step.void_key:
-                    await ledger.resolve(step.tenant_id, step.void_key, "voided")
-                if step.post_key:
-                    await ledger.resolve(step.tenant_id, step.post_key, "posted")
-                if step.hold_key and step.hold_amount > 0:
-                    await ledger.post(step.tenant_id, step.flow_id, [TransferRequest(
-                        step.hold_key, funding, wallet, step.hold_amount, step.currency,
-                        "cashback", meta)], pending=True)
-                if step.points > 0:
-                    await ledger.post(step.tenant_id, step.flow_id, [TransferRequest(
-                        f"{step.flow_id}:points", issuance, user_points, step.points, POINTS,
-                        "points_earned", meta)])
-                await session.execute(text(
-                    "UPDATE purchases SET state = :s, refunded = :r, updated_at = now(), "
-                    "cashback = CASE WHEN :s = 'reversed' THEN 0 WHEN CAST(:hk AS text) IS NULL "
-                    "THEN cashback ELSE :cb END, "
-                    "release_at = coalesce(CAST(:rel AS timestamptz), release_at) "
-                    "WHERE tenant_id = :t AND store_order_id = :o"),
-                    {"s": step.state, "r": step.refunded, "hk": step.hold_key,
-                     "cb": step.hold_amount,
-                     "rel": datetime.fromisoformat(step.release_at) if step.release_at else None,
-                     "t": step.tenant_id, "o": step.store_order_id})
+                await _move(LedgerRepository(session), step)
+                await PurchaseRepository(session).record_state(
+                    step.tenant_id, step.store_order_id, step.state, step.refunded,
+                    step.hold_key, step.hold_amount,
+                    datetime.fromisoformat(step.release_at) if step.release_at else None)
                 if step.state in ("pending", "available", "reversed"):
                     await emit(session, step.tenant_id,
                                f"cashback.{step.state}:{step.flow_id}:{step.hold_key or ''}",
@@ -148,4 +106,27 @@ class PurchaseActivities:
                                 "currency": step.currency,
                                 "amount": format_amount(step.hold_amount, step.currency)})
         except LedgerError as e:
-            raise ApplicationError(str(e), type=e.code, non_retryable=True) from e
+            raise ledger_refused(e) from e
+
+
+async def _move(ledger: LedgerRepository, step: PurchaseStep) -> None:
+    """The step's ledger writes, its accounts locked up front (ascending id)."""
+    funding = AccountRef("cashback_funding", "tenant", step.currency)
+    wallet = AccountRef("user_wallet", step.user_id, step.currency)
+    issuance = AccountRef("points_issuance", "tenant", POINTS)
+    user_points = AccountRef("user_points", step.user_id, POINTS)
+    meta = {"store_order_id": step.store_order_id}
+    await ledger.lock(step.tenant_id,
+                      [funding, wallet] + ([issuance, user_points] if step.points else []))
+    if step.void_key:
+        await ledger.resolve(step.tenant_id, step.void_key, "voided")
+    if step.post_key:
+        await ledger.resolve(step.tenant_id, step.post_key, "posted")
+    if step.hold_key and step.hold_amount > 0:
+        await ledger.post(step.tenant_id, step.flow_id, [TransferRequest(
+            step.hold_key, funding, wallet, step.hold_amount, step.currency, "cashback", meta)],
+            pending=True)
+    if step.points > 0:
+        await ledger.post(step.tenant_id, step.flow_id, [TransferRequest(
+            f"{step.flow_id}:points", issuance, user_points, step.points, POINTS,
+            "points_earned", meta)])

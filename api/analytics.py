@@ -10,14 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Query
 
-from api.deps import admin_principal, db_session
+from api.deps import AdminPrincipal, DbSession
 from api.errors import ProblemError
+from contracts.errors import ErrorCode as E
 from contracts.money import CURRENCY_EXPONENTS, POINTS, format_amount
 from db.analytics import AnalyticsReport, AnalyticsRepository, Bucket, CurrencyFigures
-from db.repositories import Principal
 
 router = APIRouter(tags=["analytics"])
 
@@ -29,7 +28,7 @@ def _instant(value: str, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ProblemError(422, "invalid_period",
+        raise ProblemError(E.INVALID_PERIOD,
                            f"{name!r} is not an ISO-8601 date-time: {value[:40]!r}") from None
     # A date-time without an offset is UTC.
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -42,11 +41,11 @@ def parse_period(start: str | None, end: str | None, now: datetime) -> tuple[dat
         to = _instant(end, "to") if end is not None else now.astimezone(UTC)
         frm = _instant(start, "from") if start is not None else to - DEFAULT_PERIOD
     except OverflowError:
-        raise ProblemError(422, "invalid_period", "the period is out of range") from None
+        raise ProblemError(E.INVALID_PERIOD, "the period is out of range") from None
     if frm >= to:
-        raise ProblemError(422, "invalid_period", "'from' must be before 'to'")
+        raise ProblemError(E.INVALID_PERIOD, "'from' must be before 'to'")
     if to - frm > MAX_PERIOD:
-        raise ProblemError(422, "invalid_period", "the period may span at most 366 days")
+        raise ProblemError(E.INVALID_PERIOD, "the period may span at most 366 days")
     return frm, to
 
 
@@ -55,7 +54,7 @@ def parse_currency(currency: str | None) -> str | None:
         return None
     code = currency.strip().upper()
     if code not in CURRENCY_EXPONENTS or code == POINTS:
-        raise ProblemError(422, "invalid_currency", f"unknown currency {currency[:10]!r}")
+        raise ProblemError(E.INVALID_CURRENCY, f"unknown currency {currency[:10]!r}")
     return code
 
 
@@ -104,19 +103,19 @@ def render(report: AnalyticsReport) -> dict[str, Any]:
 
 @router.get("/v1/analytics", summary="Tenant analytics for a period (admin)")
 async def get_analytics(
+    principal: AdminPrincipal,
+    session: DbSession,
     start: str | None = Query(None, alias="from",
                               description="ISO-8601 start, inclusive (default: `to` - 30 days)"),
     end: str | None = Query(None, alias="to",
                             description="ISO-8601 end, exclusive (default: now)"),
     currency: str | None = Query(None, description="only this currency (default: all)"),
-    principal: Principal = Depends(admin_principal),
-    session: AsyncSession = Depends(db_session),
 ) -> dict[str, Any]:
     """Period figures are by `occurred_at` in [from, to); lifetime value is over all time.
     Offset-less date-times are UTC. See db/analytics.py for every definition."""
     frm, to = parse_period(start, end, datetime.now(UTC))
     code = parse_currency(currency)
-    # One snapshot for every query of the report (read-only; the session is never committed).
+    # One snapshot for every query of the report (read-only: its commit writes nothing).
     await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     report = await AnalyticsRepository(session).report(principal.tenant_id, frm, to, code)
     return render(report)

@@ -6,12 +6,23 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from temporalio.client import WorkflowUpdateFailedError
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ProblemError
+from api.flows import own_flow
 from contracts.approvals import ApprovalDecision
+from contracts.errors import ErrorCode as E
+from db.tenants import Principal
+
+
+def _refused(detail: str, kind: str | None) -> ProblemError:
+    """The validator's typed refusal: forbidden / requester_cannot_approve (403), or
+    decision_refused (409: already decided, not waiting)."""
+    return ProblemError(E(kind) if kind is not None and kind in set(E) else E.DECISION_REFUSED,
+                        detail)
 
 
 async def decide(client: Any, flow_id: str, admin: str, approve: bool, note: str | None) -> str:
@@ -20,15 +31,24 @@ async def decide(client: Any, flow_id: str, admin: str, approve: bool, note: str
     decision = ApprovalDecision(admin=admin, approve=approve,
                                 decision_id=f"update-{secrets.token_hex(6)}", reason=note)
     try:
-        return await client.get_workflow_handle(flow_id).execute_update(
+        result: str = await client.get_workflow_handle(flow_id).execute_update(
             "decide", decision, result_type=str)
+        return result
     except WorkflowUpdateFailedError as e:
         cause = e.cause
-        detail = cause.message if isinstance(cause, ApplicationError) else str(cause or e)
-        status = 403 if ("requester" in detail or "not an admin" in detail) else 409
-        code = "requester_cannot_approve" if "requester" in detail else "decision_refused"
-        raise ProblemError(status, code, detail) from None
+        if isinstance(cause, ApplicationError):
+            raise _refused(cause.message, cause.type) from None
+        raise _refused(str(cause or e), None) from None
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
-            raise ProblemError(409, "decision_refused", "the flow is closed") from e
-        raise ProblemError(503, "temporal_unavailable", "try again later") from e
+            raise ProblemError(E.DECISION_REFUSED, "the flow is closed") from e
+        raise ProblemError(E.TEMPORAL_UNAVAILABLE, "try again later") from e
+
+
+async def decide_flow(session: AsyncSession, temporal: Client, principal: Principal,
+                      flow_id: str, kind: str, approve: bool, note: str | None
+                      ) -> dict[str, Any]:
+    """The API's decision: the caller's admin key's holder decides the tenant's flow."""
+    await own_flow(session, principal, flow_id, kind)
+    result = await decide(temporal, flow_id, principal.actor, approve, note)
+    return {"flow_id": flow_id, "decision": result, "admin": principal.actor}

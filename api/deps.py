@@ -1,41 +1,80 @@
-"""Request dependencies: the database session, the caller's identity, the parsed body."""
+"""Request dependencies, as typed ``Annotated`` aliases every endpoint declares: the database
+session (committed or rolled back here, once), the Temporal client, the settings, the caller's
+identity and the parsed body. Only this module (and ``api/metrics.py`` for its registry)
+reads ``app.state``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from api.errors import ProblemError
-from db.repositories import Principal, TenantRepository
+from contracts.errors import ErrorCode as E
+from db.tenants import Principal, TenantRepository
 from observability import bind
+from settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
 
 
+def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    factory: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    return factory
+
+
+def _temporal(request: Request) -> Client:
+    client: Client = request.app.state.temporal
+    return client
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session per request; the request owns the commit."""
-    async with request.app.state.sessions() as session:
-        yield session
+    """One session per request, and the one place it ends: committed when the endpoint returns,
+    rolled back when anything raises — before the response is sent (``scope="function"``), so
+    an answer never reports what was not committed and a refused request writes nothing.
+    A request that starts a workflow commits once earlier, before the start
+    (``api/flowstart.py`` ``commit_before_start``)."""
+    async with _sessions(request)() as session:
+        try:
+            yield session
+        except Exception:
+            await session.rollback()
+            raise
+        await session.commit()
 
 
-async def raw_body(request: Request) -> bytes:
+Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
+DbSession = Annotated[AsyncSession, Depends(db_session, scope="function")]
+Temporal = Annotated[Client, Depends(_temporal)]
+AppSettings = Annotated[Settings, Depends(_settings)]
+
+
+async def raw_body(request: Request, settings: AppSettings) -> bytes:
     """The raw request bytes, refusing oversized bodies before reading them all."""
-    limit = request.app.state.settings.max_body_bytes
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ProblemError(413, "payload_too_large", f"the body exceeds {limit} bytes")
+        raise ProblemError(E.PAYLOAD_TOO_LARGE, f"the body exceeds {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ProblemError(413, "payload_too_large", f"the body exceeds {limit} bytes")
+            raise ProblemError(E.PAYLOAD_TOO_LARGE, f"the body exceeds {limit} bytes")
     return bytes(body)
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
 
 
 def _reject_constant(name: str) -> Any:
@@ -48,22 +87,22 @@ def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as e:
-        raise ProblemError(400, "malformed_json", f"the body is not valid JSON: {e}") from None
+        raise ProblemError(E.MALFORMED_JSON, f"the body is not valid JSON: {e}") from None
 
 
 def json_body(model: type[M]) -> Callable[..., Coroutine[Any, Any, M]]:
-    async def dependency(request: Request, body: bytes = Depends(raw_body)) -> M:
+    async def dependency(request: Request, body: RawBody) -> M:
         ctype = request.headers.get("content-type", "")
         if ctype and "json" not in ctype:
-            raise ProblemError(415, "unsupported_media_type", "send application/json")
+            raise ProblemError(E.UNSUPPORTED_MEDIA_TYPE, "send application/json")
         data = parse_json(body)
         if not isinstance(data, dict):
-            raise ProblemError(422, "validation_error", "the body must be a JSON object")
+            raise ProblemError(E.VALIDATION_ERROR, "the body must be a JSON object")
         try:
             return model.model_validate(data)
         except ValidationError as e:
             errors = [{"loc": list(x["loc"]), "msg": x["msg"]} for x in e.errors()]
-            raise ProblemError(422, "validation_error", "the request is invalid",
+            raise ProblemError(E.VALIDATION_ERROR, "the request is invalid",
                                errors=errors) from None
 
     dependency.__name__ = f"{model.__name__}_body"
@@ -76,30 +115,31 @@ def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
         "application/json": {"schema": model.model_json_schema()}}}}
 
 
-async def _principal(request: Request) -> Principal:
+async def _principal(request: Request, sessions: Sessions) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise ProblemError(401, "unauthorized", "send Authorization: Bearer <api key>")
-    async with request.app.state.sessions() as session:
+        raise ProblemError(E.UNAUTHORIZED, "send Authorization: Bearer <api key>")
+    async with sessions() as session:
         principal = await TenantRepository(session).authenticate(key.strip())
     if principal is None:
-        raise ProblemError(401, "unauthorized", "unknown or revoked API key")
+        raise ProblemError(E.UNAUTHORIZED, "unknown or revoked API key")
     request.state.principal = principal
     bind(tenant_id=principal.tenant_id)
     return principal
 
 
 def require(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    async def dependency(principal: Principal = Depends(_principal)) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
         if scope not in principal.scopes:
-            raise ProblemError(403, "insufficient_scope", f"this API key lacks the {scope!r} scope")
+            raise ProblemError(E.INSUFFICIENT_SCOPE, f"this API key lacks the {scope!r} scope")
         return principal
 
     dependency.__name__ = f"require_{scope}"
     return dependency
 
 
-client_principal = require("client")
-any_principal = _principal  # any scope (e.g. a refund requested by a client or an admin key)
-admin_principal = require("admin")
+ClientPrincipal = Annotated[Principal, Depends(require("client"))]
+AdminPrincipal = Annotated[Principal, Depends(require("admin"))]
+# Any scope (e.g. a refund requested by a client or an admin key).
+AnyPrincipal = Annotated[Principal, Depends(_principal)]

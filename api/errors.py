@@ -1,4 +1,5 @@
-"""One error base, rendered as application/problem+json (RFC 9457) with a stable code."""
+"""Errors as application/problem+json (RFC 9457): one table maps every ``ErrorCode`` to its
+HTTP status and title, and one function builds every problem body."""
 
 from __future__ import annotations
 
@@ -9,37 +10,120 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contracts.errors import ErrorCode as E
+
 PROBLEM_BASE = "https://walletflow.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+# code → (HTTP status, title). The one place an outcome becomes an HTTP answer.
+ERRORS: dict[E, tuple[int, str]] = {
+    E.BAD_REQUEST: (400, "Bad request"),
+    E.VALIDATION_ERROR: (422, "Invalid request"),
+    E.MALFORMED_JSON: (400, "Malformed JSON"),
+    E.MALFORMED_PAYLOAD: (400, "Malformed payload"),
+    E.INVALID_AMOUNT: (422, "Invalid amount"),
+    E.INVALID_CURRENCY: (422, "Invalid currency"),
+    E.CURRENCY_MISMATCH: (422, "Currency mismatch"),
+    E.INVALID_PERIOD: (422, "Invalid period"),
+    E.INVALID_CURSOR: (400, "Invalid cursor"),
+    E.UNKNOWN_PACKAGE: (422, "Unknown package"),
+    E.URL_NOT_ALLOWED: (422, "URL not allowed"),
+    E.PAYLOAD_TOO_LARGE: (413, "Payload too large"),
+    E.UNSUPPORTED_MEDIA_TYPE: (415, "Unsupported media type"),
+    E.METHOD_NOT_ALLOWED: (405, "Method not allowed"),
+    E.IDEMPOTENCY_KEY_MISSING: (400, "Idempotency key missing"),
+    E.IDEMPOTENCY_KEY_INVALID: (400, "Idempotency key invalid"),
+    E.IDEMPOTENCY_KEY_REUSED: (422, "Idempotency key reused"),
+    E.FLOW_EXISTS: (409, "Flow exists"),
+    E.REPLAYED: (409, "Replayed"),
+    E.UNAUTHORIZED: (401, "Unauthorized"),
+    E.FORBIDDEN: (403, "Forbidden"),
+    E.INSUFFICIENT_SCOPE: (403, "Insufficient scope"),
+    E.SIGNATURE_MISSING: (401, "Signature missing"),
+    E.SIGNATURE_INVALID: (401, "Signature invalid"),
+    E.NOT_FOUND: (404, "Not found"),
+    E.USER_NOT_FOUND: (404, "User not found"),
+    E.ORDER_NOT_FOUND: (404, "Order not found"),
+    E.PURCHASE_NOT_FOUND: (404, "Purchase not found"),
+    E.FLOW_NOT_FOUND: (404, "Flow not found"),
+    E.CAMPAIGN_NOT_FOUND: (404, "Campaign not found"),
+    E.CAMPAIGN_EXISTS: (409, "Campaign exists"),
+    E.ENDPOINT_NOT_FOUND: (404, "Endpoint not found"),
+    E.DELIVERY_NOT_FOUND: (404, "Delivery not found"),
+    E.REFUND_NOT_FOUND: (404, "Refund not found"),
+    E.WITHDRAWAL_NOT_FOUND: (404, "Withdrawal not found"),
+    E.INSUFFICIENT_FUNDS: (402, "Insufficient funds"),
+    E.REFUND_EXCEEDS_PAID: (422, "Refund exceeds paid"),
+    E.NOT_REFUNDABLE: (409, "Not refundable"),
+    E.OVER_LIMIT: (422, "Over limit"),
+    E.CAMPAIGN_CLOSED: (409, "Campaign closed"),
+    E.EXCEEDS_TARGET: (422, "Exceeds target"),
+    E.DECISION_REFUSED: (409, "Decision refused"),
+    E.REQUESTER_CANNOT_APPROVE: (403, "Requester cannot approve"),
+    E.REJECTED: (422, "Rejected"),
+    E.EXPIRED: (422, "Expired"),
+    E.GATEWAY_REFUSED: (422, "Gateway refused"),
+    E.PAYMENT_FAILED: (422, "Payment failed"),
+    E.PAYOUT_FAILED: (422, "Payout failed"),
+    E.REFUND_FAILED: (422, "Refund failed"),
+    E.LEDGER_CONFLICT: (409, "Ledger conflict"),
+    E.ACCOUNT_MISSING: (422, "Account missing"),
+    E.TEMPORAL_UNAVAILABLE: (503, "Temporal unavailable"),
+    E.DB_UNAVAILABLE: (503, "Database unavailable"),
+    E.GATEWAY_UNAVAILABLE: (503, "Gateway unavailable"),
+    E.INTERNAL_ERROR: (500, "Internal error"),
+}
+
+
+def _entry(code: E) -> tuple[int, str]:
+    # A code added to ErrorCode but not yet to the table still answers (tests/test_api_shape.py
+    # keeps the table complete).
+    return ERRORS.get(code) or (422, code.value.replace("_", " ").capitalize())
+
+
+def http_status(code: E) -> int:
+    return _entry(code)[0]
+
+
+def problem_body(code: E, detail: str, status: int | None = None,
+                 **extra: Any) -> dict[str, Any]:
+    """The one problem+json body. ``status`` overrides the table only where a route's contract
+    says otherwise (Stripe expects 400 for a bad signature)."""
+    default, title = _entry(code)
+    return {"type": PROBLEM_BASE + code.value, "title": title, "status": status or default,
+            "detail": detail, "code": code.value, **extra}
 
 
 class ProblemError(Exception):
-    def __init__(self, status: int, code: str, detail: str, **extra: Any):
+    """Raised anywhere in a request: answered as a problem+json body."""
+
+    def __init__(self, code: E, detail: str, *, status: int | None = None, **extra: Any):
         super().__init__(detail)
-        self.status, self.code, self.detail, self.extra = status, code, detail, extra
+        self.code, self.detail, self.extra = code, detail, extra
+        self.status = status or http_status(code)
 
 
-def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": PROBLEM_BASE + code, "title": code.replace("_", " ").capitalize(),
-            "status": status, "detail": detail, "code": code, **extra}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+def problem(code: E, detail: str, status: int | None = None, **extra: Any) -> JSONResponse:
+    body = problem_body(code, detail, status, **extra)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON)
 
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-               422: "validation_error"}
+_HTTP_CODES = {400: E.BAD_REQUEST, 401: E.UNAUTHORIZED, 403: E.FORBIDDEN, 404: E.NOT_FOUND,
+               405: E.METHOD_NOT_ALLOWED, 413: E.PAYLOAD_TOO_LARGE,
+               415: E.UNSUPPORTED_MEDIA_TYPE, 422: E.VALIDATION_ERROR}
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.detail, **exc.extra)
+        return problem(exc.code, exc.detail, exc.status, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
-        return problem(422, "validation_error", "the request is invalid", errors=errors)
+        return problem(E.VALIDATION_ERROR, "the request is invalid", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return problem(exc.status_code, code, str(exc.detail))
+        code = _HTTP_CODES.get(exc.status_code, E.BAD_REQUEST)
+        return problem(code, str(exc.detail), exc.status_code)

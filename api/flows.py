@@ -6,65 +6,83 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import client_principal, db_session
+from api.deps import ClientPrincipal, DbSession, Temporal
 from api.errors import ProblemError
 from api.pagination import decode_cursor, encode_cursor
-from contracts.flow import FlowStatus
-from db.repositories import FlowRepository, Principal
+from api.views import FlowStatusView
+from contracts.errors import ErrorCode as E
+from contracts.flow import FlowState, FlowStatus
+from db.flows import FlowRepository
+from db.tenants import Principal
 
 router = APIRouter(tags=["flows"])
+_NOT_FOUND = {"refund": E.REFUND_NOT_FOUND, "withdrawal": E.WITHDRAWAL_NOT_FOUND}
 
 
-async def own_flow(session: AsyncSession, principal: Principal, flow_id: str, kind: str) -> None:
-    """404 unless ``flow_id`` is a flow of this kind started by the caller's tenant."""
+async def own_flow(session: AsyncSession, principal: Principal, flow_id: str,
+                   kind: str | None = None) -> dict[str, Any]:
+    """The flow's row; 404 unless it is a flow (of this kind) started by the caller's tenant."""
     row = await FlowRepository(session).get(principal.tenant_id, flow_id)
-    if row is None or row["kind"] != kind:
-        raise ProblemError(404, f"{kind}_not_found", f"no {kind} {flow_id!r}")
+    if row is None or (kind is not None and row["kind"] != kind):
+        code = _NOT_FOUND.get(kind or "", E.FLOW_NOT_FOUND)
+        raise ProblemError(code, f"no {kind or 'flow'} {flow_id!r} in this tenant")
+    return row
 
 
-async def query_status(request: Request, flow_id: str) -> dict[str, Any]:
-    status: FlowStatus = await request.app.state.temporal.get_workflow_handle(flow_id).query(
-        "status", result_type=FlowStatus)
-    return dataclasses.asdict(status)
-
-
-@router.get("/v1/flows/{flow_id}", summary="A flow's status: state, amounts, steps, error")
-async def get_flow(flow_id: str, request: Request,
-                   principal: Principal = Depends(client_principal),
-                   session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    row = await FlowRepository(session).get(principal.tenant_id, flow_id)
-    if row is None:
-        raise ProblemError(404, "flow_not_found", f"no flow {flow_id!r} in this tenant")
-    handle = request.app.state.temporal.get_workflow_handle(flow_id)
+async def flow_status(temporal: Client, flow_id: str) -> dict[str, Any] | None:
+    """The workflow's `status` query; None once Temporal no longer knows the flow."""
     try:
-        status: FlowStatus = await handle.query("status", result_type=FlowStatus)
+        status: FlowStatus = await temporal.get_workflow_handle(flow_id).query(
+            "status", result_type=FlowStatus)
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:
-            raise ProblemError(503, "temporal_unavailable", "flow state is unavailable") from e
-        # Past the workflow history retention: what the database remembers.
-        return {"flow_id": flow_id, "kind": row["kind"], "state": "archived",
-                "user_id": row["user_id"], "created_at": row["created_at"].isoformat()}
+            raise ProblemError(E.TEMPORAL_UNAVAILABLE, "flow state is unavailable") from e
+        return None
     return dataclasses.asdict(status)
+
+
+async def status_of(session: AsyncSession, temporal: Client, principal: Principal,
+                    flow_id: str, kind: str | None = None) -> dict[str, Any]:
+    """The caller's flow's status, or — past the workflow history's retention — what the
+    database remembers of it."""
+    row = await own_flow(session, principal, flow_id, kind)
+    status = await flow_status(temporal, flow_id)
+    if status is not None:
+        return status
+    return {"flow_id": flow_id, "kind": row["kind"], "state": FlowState.ARCHIVED,
+            "user_id": row["user_id"], "created_at": row["created_at"].isoformat()}
+
+
+@router.get("/v1/flows/{flow_id}", summary="A flow's status: state, amounts, steps, error",
+            response_model=FlowStatusView, response_model_exclude_unset=True)
+async def get_flow(flow_id: str, principal: ClientPrincipal, session: DbSession,
+                   temporal: Temporal) -> dict[str, Any]:
+    return await status_of(session, temporal, principal, flow_id)
+
+
+def _before(cursor: str | None) -> tuple[datetime, str] | None:
+    before = decode_cursor(cursor)
+    if before is None:
+        return None
+    if not (isinstance(before, list) and len(before) == 2):
+        raise ProblemError(E.INVALID_CURSOR, "the cursor is malformed")
+    try:
+        return datetime.fromisoformat(before[0]), str(before[1])
+    except (TypeError, ValueError):
+        raise ProblemError(E.INVALID_CURSOR, "the cursor is malformed") from None
 
 
 @router.get("/v1/flows", summary="The tenant's flows, newest first")
-async def list_flows(kind: str | None = None, cursor: str | None = None,
-                     limit: int = Query(50, ge=1, le=200),
-                     principal: Principal = Depends(client_principal),
-                     session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    before = decode_cursor(cursor)
-    if before is not None and not (isinstance(before, list) and len(before) == 2):
-        raise ProblemError(400, "invalid_cursor", "the cursor is malformed")
-    if before is not None:
-        try:
-            before = (datetime.fromisoformat(before[0]), str(before[1]))
-        except (TypeError, ValueError):
-            raise ProblemError(400, "invalid_cursor", "the cursor is malformed") from None
-    rows = await FlowRepository(session).list(principal.tenant_id, kind, before, limit + 1)
+async def list_flows(principal: ClientPrincipal, session: DbSession, kind: str | None = None,
+                     cursor: str | None = None,
+                     limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
+    rows = await FlowRepository(session).list(principal.tenant_id, kind, _before(cursor),
+                                              limit + 1)
     data = [{"flow_id": r["flow_id"], "kind": r["kind"], "user_id": r["user_id"],
              "idempotency_key": r["idempotency_key"], "created_at": r["created_at"].isoformat()}
             for r in rows[:limit]]

@@ -1,37 +1,55 @@
-"""Starting a flow under the tenant-scoped Idempotency-Key (IETF draft semantics).
+"""The one path that starts a flow and answers with its outcome.
 
-The same key with the same request returns the same flow and the same answer; the same key
-with a different request is 422 ``idempotency_key_reused``; a missing key is 400. The flow's
-workflow id is derived from the tenant and the key, so a retried request finds the same flow.
+``start_flow`` claims the tenant-scoped Idempotency-Key (IETF draft semantics: the same key
+with the same request returns the same flow and the same answer; the same key with a different
+request is 422 ``idempotency_key_reused``; a missing key is 400), writes the rows the flow needs
+in the same transaction, commits, starts the workflow (update-with-start, or start and wait for
+its result), waits for the outcome and maps it to the HTTP answer. A refusal's typed outcome
+(``error_code`` + detail) becomes a problem body through the one table in ``api/errors.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from api.errors import ProblemError
-from db.repositories import FlowRepository, Principal
+from api.errors import PROBLEM_JSON, ProblemError, problem_body
+from contracts.errors import ErrorCode as E
+from db.flows import FlowRepository
+from db.tenants import Principal
 from observability import bind
+from settings import Settings
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# How long a request waits for the flow's first answer before answering 202 (the flow goes on).
+WAIT_SECONDS = 20.0
 
 
 def idempotency_key(request: Request) -> str:
     key = request.headers.get("idempotency-key")
     if key is None:
-        raise ProblemError(400, "idempotency_key_missing",
+        raise ProblemError(E.IDEMPOTENCY_KEY_MISSING,
                            "flow-starting requests need an Idempotency-Key header")
     key = key.strip().strip('"')
     if not KEY_PATTERN.match(key):
-        raise ProblemError(400, "idempotency_key_invalid",
+        raise ProblemError(E.IDEMPOTENCY_KEY_INVALID,
                            "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : -")
     return key
 
@@ -45,34 +63,129 @@ def fingerprint(request: Request, body: Any) -> str:
     return hashlib.sha256(f"{request.method} {request.url.path}\n{canonical}".encode()).hexdigest()
 
 
-StartFn = Callable[[str], Awaitable[tuple[int, dict[str, Any], bool]]]
-
-
-async def start_once(request: Request, session: AsyncSession, principal: Principal, kind: str,
-                     user_id: str | None, body: Any, start: StartFn,
-                     flow_id: str | None = None) -> JSONResponse:
-    """Claim the key, then run ``start(flow_id)`` → (status, response, final). A final answer is
-    stored and replayed for every later request with the same key. ``flow_id`` overrides the
-    key-derived id when the business object has its own (an order is paid once)."""
-    key = idempotency_key(request)
-    flows = FlowRepository(session)
-    row = await flows.claim(principal.tenant_id, key, flow_id or flow_id_for(principal, kind, key),
-                            kind, user_id, fingerprint(request, body))
+async def commit_before_start(session: AsyncSession) -> None:
+    """Make the request's writes durable before a workflow that reads them starts: the one
+    commit besides the request's own at its end (``api/deps.py`` ``db_session``)."""
     await session.commit()
-    bind(flow_id=row["flow_id"] if row else flow_id)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    final: bool = True  # stored and replayed for every later request with the same key
+
+
+# -- typed outcomes ---------------------------------------------------------------------------
+
+
+def outcome_code(error_code: str | None, fallback: E) -> E:
+    """The ErrorCode of a refused or failed flow (its ``error_code``; ``fallback`` when it names
+    none this API knows)."""
+    return E(error_code) if error_code is not None and error_code in set(E) else fallback
+
+
+def refusal(error_code: str | None, error: str | None, fallback: E, **extra: Any) -> Answer:
+    """A flow's typed refusal as the final problem answer."""
+    code = outcome_code(error_code, fallback)
+    body = problem_body(code, error or code.value.replace("_", " "), **extra)
+    return Answer(body["status"], body)
+
+
+# -- starting ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FlowStart:
+    """What a flow-starting endpoint hands to ``start_flow``."""
+
+    kind: str
+    user_id: str | None
+    request: Any  # the request's content: fingerprinted with the Idempotency-Key
+    workflow: Any  # the workflow's run method
+    make_input: Callable[[str], Any]  # flow id → the workflow's input
+    answer: Callable[[str, Any], Awaitable[Answer]]  # (flow id, outcome) → the answer
+    view: Callable[[str, str], dict[str, Any]]  # (flow id, state) → the body while it runs
+    update: Any = None  # the update that reports the outcome; None: the workflow's result
+    update_id: str = "outcome"
+    pending_state: str = "processing"  # reported when the request stops waiting
+    update_failed: E | None = None  # a failed update is this refusal (else: the flow closed)
+    flow_id: str | None = None  # the business object's own id (an order is paid once)
+    record: Callable[[str], Awaitable[None]] | None = None  # rows the flow needs (flow id)
+
+
+@dataclass
+class FlowStarter:
+    """The request's side of ``start_flow``."""
+
+    request: Request
+    session: AsyncSession
+    principal: Principal
+    temporal: Client
+    settings: Settings
+
+
+async def start_flow(ctx: FlowStarter, spec: FlowStart) -> JSONResponse:
+    """Claim the key; replay a stored answer, else start the flow and answer with its outcome.
+    A final answer is stored and replayed for every later request with the same key."""
+    key = idempotency_key(ctx.request)
+    digest = fingerprint(ctx.request, spec.request)
+    flows = FlowRepository(ctx.session)
+    row = await flows.claim(ctx.principal.tenant_id, key,
+                            spec.flow_id or flow_id_for(ctx.principal, spec.kind, key),
+                            spec.kind, spec.user_id, digest)
+    bind(flow_id=row["flow_id"] if row else spec.flow_id)
     if row is None:
-        raise ProblemError(409, "flow_exists", "this flow was already started under another "
-                           "Idempotency-Key", flow_id=flow_id)
-    if row["request_hash"] != fingerprint(request, body) or row["kind"] != kind:
-        raise ProblemError(422, "idempotency_key_reused",
+        raise ProblemError(E.FLOW_EXISTS, "this flow was already started under another "
+                           "Idempotency-Key", flow_id=spec.flow_id)
+    if row["request_hash"] != digest or row["kind"] != spec.kind:
+        raise ProblemError(E.IDEMPOTENCY_KEY_REUSED,
                            "this Idempotency-Key was already used with a different request",
                            flow_id=row["flow_id"])
     if row["response"] is not None:
         return JSONResponse(row["response"], status_code=row["status_code"],
                             headers={"Idempotent-Replayed": "true"})
-    status, response, final = await start(row["flow_id"])
-    if final:
-        await flows.store_response(principal.tenant_id, key, status, response)
-        await session.commit()
-    media = "application/problem+json" if status >= 400 else "application/json"
-    return JSONResponse(response, status_code=status, media_type=media)
+    if spec.record is not None:
+        await spec.record(row["flow_id"])
+    await commit_before_start(ctx.session)
+    answer = await _run(ctx, spec, row["flow_id"])
+    if answer.final:
+        await flows.store_response(ctx.principal.tenant_id, key, answer.status, answer.body)
+    media = PROBLEM_JSON if answer.status >= 400 else "application/json"
+    return JSONResponse(answer.body, status_code=answer.status, media_type=media)
+
+
+async def _run(ctx: FlowStarter, spec: FlowStart, flow_id: str) -> Answer:
+    try:
+        outcome = await asyncio.wait_for(_start(ctx, spec, flow_id), WAIT_SECONDS)
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # Slow (e.g. the gateway is down); the flow goes on. Not final: a retry asks again.
+        return Answer(202, spec.view(flow_id, spec.pending_state), final=False)
+    except WorkflowUpdateFailedError as e:
+        if spec.update_failed is None:
+            return Answer(200, spec.view(flow_id, "closed"), final=False)
+        cause = getattr(e.cause, "cause", None) or e.cause
+        code = cause.type if isinstance(cause, ApplicationError) else None
+        return refusal(code, str(cause or e), spec.update_failed, flow_id=flow_id)
+    except WorkflowAlreadyStartedError:
+        # The flow already finished and its first answer was never stored: report it.
+        return Answer(200, spec.view(flow_id, "closed"), final=False)
+    return await spec.answer(flow_id, outcome)
+
+
+async def _start(ctx: FlowStarter, spec: FlowStart, flow_id: str) -> Any:
+    """Start the workflow (at most once per flow id) and wait for its outcome."""
+    inp = spec.make_input(flow_id)
+    queue = ctx.settings.temporal_task_queue
+    if spec.update is None:
+        handle = await ctx.temporal.start_workflow(
+            spec.workflow, inp, id=flow_id, task_queue=queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        return await handle.result()
+    operation = WithStartWorkflowOperation(
+        spec.workflow, inp, id=flow_id, task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+    return await ctx.temporal.execute_update_with_start_workflow(
+        spec.update, start_workflow_operation=operation, id=spec.update_id)

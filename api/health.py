@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
-from db.migrate import head_revision
+from api.deps import Sessions, Temporal
+from db.migrate import database_revision, head_revision
 
 router = APIRouter(tags=["health"])
 
@@ -20,20 +20,19 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="PostgreSQL and Temporal are reachable")
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(sessions: Sessions, temporal: Temporal) -> JSONResponse:
     checks: dict[str, Any] = {}
 
     async def db() -> None:
-        async with request.app.state.sessions() as session:
-            current = (await session.execute(text(
-                "SELECT version_num FROM alembic_version"))).scalar_one_or_none()
+        async with sessions() as session:
+            current = await database_revision(session)
         if current != head_revision():
             raise RuntimeError(f"migrations not current ({current} != {head_revision()})")
 
-    async def temporal() -> None:
-        await request.app.state.temporal.service_client.check_health()
+    async def temporal_health() -> None:
+        await temporal.service_client.check_health()
 
-    for name, probe in (("postgres", db), ("temporal", temporal)):
+    for name, probe in (("postgres", db), ("temporal", temporal_health)):
         try:
             await asyncio.wait_for(probe(), 3)
             checks[name] = "ok"

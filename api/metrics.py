@@ -3,7 +3,9 @@ started by kind. The worker exposes the Temporal SDK's own metrics (WORKER_METRI
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -29,7 +31,6 @@ class ApiMetrics:
                                    "Gateway/store webhooks received", ["source", "status"],
                                    registry=self.registry)
 
-
     def observe(self, request: Request, route: str, status: int, seconds: float) -> None:
         """One finished request (called by the request middleware, api/telemetry.py)."""
         self.requests.labels(request.method, route, str(status)).inc()
@@ -46,7 +47,14 @@ def install(app: FastAPI) -> None:
     app.state.metrics = ApiMetrics()
 
 
+def _metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+Metrics = Annotated[ApiMetrics, Depends(_metrics)]
+
+
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
-async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry),
-                    media_type=CONTENT_TYPE_LATEST)
+async def metrics(registry: Metrics) -> Response:
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

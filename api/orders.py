@@ -2,35 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import (
-    WithStartWorkflowOperation,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import client_principal, db_session, json_body, openapi_body
-from api.errors import PROBLEM_BASE, ProblemError
-from api.flowstart import start_once
+from api.deps import (
+    AppSettings,
+    ClientPrincipal,
+    DbSession,
+    Temporal,
+    json_body,
+    openapi_body,
+)
+from api.errors import ProblemError
+from api.flows import flow_status
+from api.flowstart import Answer, FlowStart, FlowStarter, refusal, start_flow
 from api.schemas import OrderCreate
-from contracts.flow import FlowStatus
+from api.users import known_user
+from contracts.errors import ErrorCode as E
 from contracts.money import POINTS, Money, MoneyError, format_amount, parse_amount
 from contracts.order import OrderPaymentInput, OrderView
-from db.repositories import Principal, UserRepository
+from db.orders import OrderQueries
 from workflows.order_payment import OrderPaymentWorkflow
 
 router = APIRouter(tags=["orders"])
-OUTCOME_WAIT_SECONDS = 20.0
 
 
 def _parts(body: OrderCreate) -> tuple[Money, int, int, int]:
@@ -40,12 +37,12 @@ def _parts(body: OrderCreate) -> tuple[Money, int, int, int]:
         wallet = (parse_amount(body.wallet_amount, body.currency)
                   if body.wallet_amount is not None else 0)
     except MoneyError as e:
-        raise ProblemError(422, "invalid_amount", str(e)) from None
+        raise ProblemError(E.INVALID_AMOUNT, str(e)) from None
     if (body.method == "points") != (body.currency == POINTS):
-        raise ProblemError(422, "invalid_currency", "points orders are priced in PTS, and only "
+        raise ProblemError(E.INVALID_CURRENCY, "points orders are priced in PTS, and only "
                            "they are")
     if body.method != "split" and body.wallet_amount is not None:
-        raise ProblemError(422, "validation_error", "wallet_amount is for split payments")
+        raise ProblemError(E.VALIDATION_ERROR, "wallet_amount is for split payments")
     if body.method == "wallet":
         return amount, amount.amount, 0, 0
     if body.method == "card":
@@ -53,16 +50,17 @@ def _parts(body: OrderCreate) -> tuple[Money, int, int, int]:
     if body.method == "points":
         return amount, 0, 0, amount.amount
     if not 0 < wallet < amount.amount:
-        raise ProblemError(422, "invalid_amount",
+        raise ProblemError(E.INVALID_AMOUNT,
                            "a split needs a wallet_amount between zero and the order amount")
     return amount, wallet, amount.amount - wallet, 0
 
 
-def _answer(inp: OrderPaymentInput, view: OrderView | None) -> dict[str, Any]:
+def _answer(inp: OrderPaymentInput, view: OrderView | None,
+            state: str = "processing") -> dict[str, Any]:
     cur = inp.amount.currency
     answer: dict[str, Any] = {
         "flow_id": inp.flow_id, "order_id": inp.order_id, "user_id": inp.user_id,
-        "state": view.state if view else "processing", "method": inp.method,
+        "state": view.state if view else state, "method": inp.method,
         "amount": format_amount(inp.amount.amount, cur), "currency": cur,
         "parts": {"wallet": format_amount(inp.wallet_amount, cur),
                   "card": format_amount(inp.card_amount, cur), "points": str(inp.points)},
@@ -76,86 +74,72 @@ def _answer(inp: OrderPaymentInput, view: OrderView | None) -> dict[str, Any]:
     return answer
 
 
+def _outcome(inp: OrderPaymentInput, view: OrderView) -> Answer:
+    """Paid (final), awaiting its card payment (final once the payment exists), or failed."""
+    if view.state == "failed":
+        return refusal(view.error_code, view.error, E.PAYMENT_FAILED,
+                       flow_id=inp.flow_id, order_id=inp.order_id)
+    return Answer(201, _answer(inp, view), view.state == "paid" or view.payment is not None)
+
+
 @router.post("/v1/orders", status_code=201, openapi_extra=openapi_body(OrderCreate),
              summary="Pay an order from the wallet, in points, by card or split")
-async def create_order(request: Request,
-                       principal: Principal = Depends(client_principal),
-                       body: OrderCreate = Depends(json_body(OrderCreate)),
-                       session: AsyncSession = Depends(db_session)) -> JSONResponse:
+async def create_order(request: Request, principal: ClientPrincipal,
+                       body: Annotated[OrderCreate, Depends(json_body(OrderCreate))],
+                       session: DbSession, temporal: Temporal,
+                       settings: AppSettings) -> JSONResponse:
     amount, wallet, card, points = _parts(body)
-    if await UserRepository(session).get(principal.tenant_id, body.user_id) is None:
-        raise ProblemError(404, "user_not_found", f"no user {body.user_id!r} in this tenant")
-    settings = request.app.state.settings
-    flow_id = f"{principal.tenant_slug}:order:{body.order_id}"
+    await known_user(session, principal, body.user_id)
 
-    async def start(flow_id: str) -> tuple[int, dict[str, Any], bool]:
-        inp = OrderPaymentInput(
+    def make_input(flow_id: str) -> OrderPaymentInput:
+        return OrderPaymentInput(
             tenant_id=principal.tenant_id, flow_id=flow_id, order_id=body.order_id,
             user_id=body.user_id, amount=amount, method=body.method, wallet_amount=wallet,
             card_amount=card, points=points, expires_in_seconds=settings.topup_expiry_seconds)
-        await session.execute(text(
-            "INSERT INTO orders (tenant_id, order_id, flow_id, user_id, amount, currency, method, "
-            "wallet_amount, card_amount, points) VALUES (:t, :o, :f, :u, :a, :c, :m, :w, :cd, :p) "
-            "ON CONFLICT DO NOTHING"),
-            {"t": principal.tenant_id, "o": body.order_id, "f": flow_id, "u": body.user_id,
-             "a": amount.amount, "c": amount.currency, "m": body.method, "w": wallet, "cd": card,
-             "p": points})
-        await session.commit()
-        operation = WithStartWorkflowOperation(
-            OrderPaymentWorkflow.run, inp, id=flow_id, task_queue=settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
-        try:
-            view: OrderView = await asyncio.wait_for(
-                request.app.state.temporal.execute_update_with_start_workflow(
-                    OrderPaymentWorkflow.outcome, start_workflow_operation=operation,
-                    id="outcome"),
-                OUTCOME_WAIT_SECONDS)
-        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-            return 202, _answer(inp, None), False
-        except (WorkflowUpdateFailedError, WorkflowAlreadyStartedError):
-            return 200, _answer(inp, None) | {"state": "closed"}, False
-        if view.state == "failed":
-            code = ("insufficient_funds" if (view.error or "").startswith("insufficient_funds")
-                    else "payment_failed")
-            status = 402 if code == "insufficient_funds" else 422
-            return status, {"type": PROBLEM_BASE + code, "title": code.replace("_", " ").title(),
-                            "status": status, "code": code, "detail": view.error,
-                            "flow_id": flow_id, "order_id": body.order_id}, True
-        return 201, _answer(inp, view), view.state == "paid" or view.payment is not None
 
-    return await start_once(request, session, principal, "order", body.user_id,
-                            body.model_dump(), start, flow_id=flow_id)
+    async def record(flow_id: str) -> None:
+        await OrderQueries(session).create(
+            principal.tenant_id, body.order_id, flow_id, body.user_id, amount.amount,
+            amount.currency, body.method, wallet, card, points)
+
+    async def answer(flow_id: str, view: OrderView) -> Answer:
+        return _outcome(make_input(flow_id), view)
+
+    return await start_flow(FlowStarter(request, session, principal, temporal, settings), FlowStart(
+        kind="order", user_id=body.user_id, request=body.model_dump(),
+        workflow=OrderPaymentWorkflow.run, make_input=make_input, answer=answer,
+        view=lambda flow_id, state: _answer(make_input(flow_id), None, state),
+        update=OrderPaymentWorkflow.outcome, record=record,
+        flow_id=f"{principal.tenant_slug}:order:{body.order_id}"))
 
 
-@router.get("/v1/orders/{order_id}", summary="An order: status, amounts by method, its flow")
-async def get_order(order_id: str, request: Request,
-                    principal: Principal = Depends(client_principal),
-                    session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    row = (await session.execute(text(
-        "SELECT * FROM orders WHERE tenant_id = :t AND order_id = :o"),
-        {"t": principal.tenant_id, "o": order_id})).first()
-    if row is None:
-        raise ProblemError(404, "order_not_found", f"no order {order_id!r}")
-    o = row._mapping
+def _order_view(o: dict[str, Any]) -> dict[str, Any]:
     cur = o["currency"]
-    out: dict[str, Any] = {
-        "order_id": order_id, "flow_id": o["flow_id"], "user_id": o["user_id"],
+    refundable = (o["amount"] - o["reserved_refunds"]
+                  if o["status"] in ("paid", "partially_refunded") else 0)
+    return {
+        "order_id": o["order_id"], "flow_id": o["flow_id"], "user_id": o["user_id"],
         "status": o["status"], "error": o["error"], "method": o["method"],
         "amount": format_amount(o["amount"], cur), "currency": cur,
         "parts": {"wallet": format_amount(o["wallet_amount"], cur),
                   "card": format_amount(o["card_amount"], cur), "points": str(o["points"])},
         "refunded": format_amount(o["refunded"], cur),
-        "refundable": format_amount(o["amount"] - o["reserved_refunds"], cur)
-        if o["status"] in ("paid", "partially_refunded") else format_amount(0, cur),
+        "refundable": format_amount(refundable, cur),
         "payment_id": o["payment_id"], "created_at": o["created_at"].isoformat(),
         "updated_at": o["updated_at"].isoformat(),
     }
-    try:
-        flow: FlowStatus = await request.app.state.temporal.get_workflow_handle(
-            o["flow_id"]).query("status", result_type=FlowStatus)
-        out["flow"] = dataclasses.asdict(flow)
-    except RPCError as e:
-        if e.status != RPCStatusCode.NOT_FOUND:
-            raise ProblemError(503, "temporal_unavailable", "try again later") from e
-    return out
+
+
+async def known_order(session: AsyncSession, tenant_id: str, order_id: str) -> dict[str, Any]:
+    order = await OrderQueries(session).get(tenant_id, order_id)
+    if order is None:
+        raise ProblemError(E.ORDER_NOT_FOUND, f"no order {order_id!r}")
+    return order
+
+
+@router.get("/v1/orders/{order_id}", summary="An order: status, amounts by method, its flow")
+async def get_order(order_id: str, principal: ClientPrincipal, session: DbSession,
+                    temporal: Temporal) -> dict[str, Any]:
+    order = _order_view(await known_order(session, principal.tenant_id, order_id))
+    flow = await flow_status(temporal, order["flow_id"])
+    return order if flow is None else order | {"flow": flow}

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from api.errors import ProblemError
+from contracts.errors import ErrorCode as E
 
 
 def encode_cursor(value: Any) -> str:
@@ -19,4 +20,4 @@ def decode_cursor(cursor: str | None) -> Any:
     try:
         return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError:
-        raise ProblemError(400, "invalid_cursor", "the cursor is malformed") from None
+        raise ProblemError(E.INVALID_CURSOR, "the cursor is malformed") from None

@@ -8,6 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from api.errors import ProblemError
+from contracts.errors import ErrorCode
+from contracts.money import Money, MoneyError, parse_amount
+
 USER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 ORDER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,127}$"
 
@@ -23,6 +27,14 @@ def _decimal_text(value: object) -> object:
     if isinstance(value, int):
         return str(value)
     return value
+
+
+def money(amount: str, currency: str) -> Money:
+    """A request's amount as Money; 422 ``invalid_amount`` when it cannot be."""
+    try:
+        return Money(parse_amount(amount, currency), currency)
+    except MoneyError as e:
+        raise ProblemError(ErrorCode.INVALID_AMOUNT, str(e)) from None
 
 
 Amount = Annotated[str, BeforeValidator(_decimal_text), Field(

@@ -10,16 +10,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import db_session, raw_body
+from api.deps import AppSettings, DbSession, RawBody, Temporal
 from api.errors import ProblemError
-from api.purchases import money, report_purchase, report_store_event
+from api.purchases import Reporter, Sale
+from api.schemas import money
 from api.signatures import shopify_valid, woocommerce_valid
+from contracts.errors import ErrorCode as E
 from contracts.money import format_amount
 from contracts.purchase import StoreEvent
-from db.repositories import StoreRepository, WebhookEventRepository
+from db.stores import StoreRepository
+from db.webhook_events import WebhookEventRepository
 
 router = APIRouter(tags=["webhooks"])
 
@@ -28,23 +31,23 @@ async def _verified_tenant(session: AsyncSession, platform: str, hint: str | Non
                            signature: str | None, valid: Callable[[bytes, str | None, str], bool]
                            ) -> dict[str, Any]:
     if not signature:
-        raise ProblemError(401, "signature_missing", "the signature header is missing")
+        raise ProblemError(E.SIGNATURE_MISSING, "the signature header is missing")
     stores = StoreRepository(session)
     candidates = (await stores.credentials(platform, hint) if hint else []) or \
         await stores.credentials(platform, None)
     for candidate in candidates:
         if valid(body, signature, candidate["secret"]):
             return candidate
-    raise ProblemError(401, "signature_invalid", "no store secret verifies this delivery")
+    raise ProblemError(E.SIGNATURE_INVALID, "no store secret verifies this delivery")
 
 
 def _json(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body, parse_float=Decimal)
     except ValueError:
-        raise ProblemError(400, "malformed_payload", "the body is not JSON") from None
+        raise ProblemError(E.MALFORMED_PAYLOAD, "the body is not JSON") from None
     if not isinstance(data, dict):
-        raise ProblemError(400, "malformed_payload", "the body is not a JSON object")
+        raise ProblemError(E.MALFORMED_PAYLOAD, "the body is not a JSON object")
     return data
 
 
@@ -61,63 +64,60 @@ def _datetime(value: Any) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
-        raise ProblemError(400, "malformed_payload", f"bad timestamp {value!r}") from None
+        raise ProblemError(E.MALFORMED_PAYLOAD, f"bad timestamp {value!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.now().astimezone().tzinfo)
 
 
-Handler = Callable[[Request, AsyncSession, dict[str, Any], str, str, dict[str, Any]],
-                   Awaitable[str]]
+# (reporter, the store's public key, topic, event id, payload) → outcome
+Handler = Callable[[Reporter, str, str, str, dict[str, Any]], Awaitable[str]]
 
 
-async def _process_once(request: Request, session: AsyncSession, platform: str,
-                        tenant: dict[str, Any], event_id: str | None, topic: str, body: bytes,
-                        handler: Handler) -> dict[str, Any]:
+async def _process_once(reporter: Reporter, shop: str, platform: str, event_id: str | None,
+                        topic: str, body: bytes, handler: Handler) -> dict[str, Any]:
     """Store the delivery once per (store, event id), then let ``handler`` act on it."""
     if not event_id:
-        raise ProblemError(400, "malformed_payload", "the delivery id header is missing")
+        raise ProblemError(E.MALFORMED_PAYLOAD, "the delivery id header is missing")
     data = _json(body)
-    source = f"{platform}:{tenant['tenant_id']}"
-    events = WebhookEventRepository(session)
+    source = f"{platform}:{reporter.tenant_id}"
+    events = WebhookEventRepository(reporter.session)
     if not await events.record(source, event_id, topic, None, data):
-        await session.commit()
         return {"received": True, "duplicate": True}
     try:
-        outcome = await handler(request, session, tenant, topic, event_id, data)
+        outcome = await handler(reporter, shop, topic, event_id, data)
     except (KeyError, TypeError, ValueError):
-        raise ProblemError(400, "malformed_payload", f"unexpected {topic} payload") from None
+        raise ProblemError(E.MALFORMED_PAYLOAD, f"unexpected {topic} payload") from None
     await events.mark(source, event_id, outcome, outcome == "signalled")
-    await session.commit()
     return {"received": True, "outcome": outcome}
 
 
 @router.post("/v1/webhooks/shopify", summary="Shopify order webhooks")
-async def shopify_webhook(request: Request, body: bytes = Depends(raw_body),
-                          session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+async def shopify_webhook(request: Request, body: RawBody, session: DbSession,
+                          temporal: Temporal, settings: AppSettings) -> dict[str, Any]:
     h = request.headers
     tenant = await _verified_tenant(session, "shopify", h.get("x-shopify-shop-domain"), body,
                                     h.get("x-shopify-hmac-sha256"), shopify_valid)
-    return await _process_once(request, session, "shopify", tenant,
+    reporter = Reporter(session, temporal, settings, tenant["tenant_id"], tenant["slug"])
+    return await _process_once(reporter, tenant["public_key"], "shopify",
                                h.get("x-shopify-webhook-id"), h.get("x-shopify-topic", ""), body,
                                _shopify)
 
 
-async def _shopify(request: Request, session: AsyncSession, tenant: dict[str, Any], topic: str,
-                   event_id: str, data: dict[str, Any]) -> str:
+async def _shopify(reporter: Reporter, shop: str, topic: str, event_id: str,
+                   data: dict[str, Any]) -> str:
     if topic == "orders/create":
         customer = data.get("customer") or {}
         user_id = _attr(data.get("note_attributes"), "walletflow_user_id") or (
             f"shopify-{customer['id']}" if customer.get("id") else None)
         if not user_id:
             return "ignored_no_customer"
-        await report_purchase(
-            request, session, tenant["tenant_id"], tenant["slug"], str(data["id"]),
-            user_id, money(str(data["total_price"]), str(data["currency"])), "shopify",
-            email=data.get("email") or customer.get("email"), shop=tenant["public_key"],
-            occurred_at=_datetime(data.get("created_at")))
+        await reporter.purchase(Sale(
+            str(data["id"]), user_id, money(str(data["total_price"]), str(data["currency"])),
+            "shopify", email=data.get("email") or customer.get("email"), shop=shop,
+            occurred_at=_datetime(data.get("created_at"))))
         return "purchase_reported"
     if topic == "orders/cancelled":
-        return await report_store_event(request, tenant["slug"], str(data["id"]),
-                                        StoreEvent(f"shopify:{event_id}", "cancelled"))
+        return await reporter.store_event(str(data["id"]),
+                                          StoreEvent(f"shopify:{event_id}", "cancelled"))
     if topic == "refunds/create":
         transactions = [t for t in data.get("transactions", []) if t.get("kind") == "refund"]
         if not transactions:
@@ -125,27 +125,28 @@ async def _shopify(request: Request, session: AsyncSession, tenant: dict[str, An
         currency = str(transactions[0]["currency"])
         total = sum(money(str(t["amount"]), currency).amount for t in transactions)
         refund = money(format_amount(total, currency), currency)
-        return await report_store_event(request, tenant["slug"], str(data["order_id"]),
-                                        StoreEvent(f"shopify:{event_id}", "refunded",
-                                                   refund=refund))
+        return await reporter.store_event(str(data["order_id"]),
+                                          StoreEvent(f"shopify:{event_id}", "refunded",
+                                                     refund=refund))
     return "ignored_topic"
 
 
 @router.post("/v1/webhooks/woocommerce", summary="WooCommerce order webhooks")
-async def woocommerce_webhook(request: Request, body: bytes = Depends(raw_body),
-                              session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+async def woocommerce_webhook(request: Request, body: RawBody, session: DbSession,
+                              temporal: Temporal, settings: AppSettings) -> dict[str, Any]:
     h = request.headers
     if not h.get("x-wc-webhook-signature") and body.startswith(b"webhook_id="):
         return {"received": True, "outcome": "ping"}  # WooCommerce's unsigned ping on setup
     tenant = await _verified_tenant(session, "woocommerce", h.get("x-wc-webhook-source"), body,
                                     h.get("x-wc-webhook-signature"), woocommerce_valid)
-    return await _process_once(request, session, "woocommerce", tenant,
+    reporter = Reporter(session, temporal, settings, tenant["tenant_id"], tenant["slug"])
+    return await _process_once(reporter, tenant["public_key"], "woocommerce",
                                h.get("x-wc-webhook-delivery-id"), h.get("x-wc-webhook-topic", ""),
                                body, _woocommerce)
 
 
-async def _woocommerce(request: Request, session: AsyncSession, tenant: dict[str, Any],
-                       topic: str, event_id: str, data: dict[str, Any]) -> str:
+async def _woocommerce(reporter: Reporter, shop: str, topic: str, event_id: str,
+                       data: dict[str, Any]) -> str:
     order_id = str(data["id"])
     currency = str(data["currency"])
     status = data.get("status")
@@ -155,21 +156,19 @@ async def _woocommerce(request: Request, session: AsyncSession, tenant: dict[str
             f"woo-{data['customer_id']}" if data.get("customer_id") else None)
         if not user_id:
             return "ignored_no_customer"
-        await report_purchase(
-            request, session, tenant["tenant_id"], tenant["slug"], order_id, user_id,
-            money(str(data["total"]), currency), "woocommerce", email=billing.get("email"),
-            shop=tenant["public_key"], occurred_at=_datetime(data.get("date_created_gmt")
-                                                            and f"{data['date_created_gmt']}Z"))
+        created = data.get("date_created_gmt")
+        await reporter.purchase(Sale(
+            order_id, user_id, money(str(data["total"]), currency), "woocommerce",
+            email=billing.get("email"), shop=shop,
+            occurred_at=_datetime(created and f"{created}Z")))
         return "purchase_reported"
     if topic == "order.updated" and status == "cancelled":
-        return await report_store_event(request, tenant["slug"], order_id,
-                                        StoreEvent(f"woo:{event_id}", "cancelled"))
+        return await reporter.store_event(order_id, StoreEvent(f"woo:{event_id}", "cancelled"))
     if topic == "order.updated" and (status == "refunded" or data.get("refunds")):
         refunded = sum(abs(Decimal(str(r["total"]))) for r in data.get("refunds") or [])
         if status == "refunded" and not refunded:
             refunded = Decimal(str(data["total"]))
         total = money(format(refunded, "f"), currency)
-        return await report_store_event(request, tenant["slug"], order_id,
-                                        StoreEvent(f"woo:{event_id}", "refunded",
-                                                   refunded_total=total))
+        return await reporter.store_event(order_id, StoreEvent(f"woo:{event_id}", "refunded",
+                                                               refunded_total=total))
     return "ignored_topic"

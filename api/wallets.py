@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Query
 
-from api.deps import admin_principal, client_principal, db_session
+from api.deps import AdminPrincipal, ClientPrincipal, DbSession
 from api.errors import ProblemError
 from api.pagination import decode_cursor, encode_cursor
+from api.users import known_user
+from contracts.errors import ErrorCode as E
 from contracts.money import format_amount
-from db.ledger import Balance, LedgerRepository
-from db.repositories import Principal, UserRepository
+from db.ledger import LedgerRepository
+from db.ledger_reads import Balance
 
 router = APIRouter(tags=["wallets"])
 
@@ -24,15 +25,10 @@ def _balance(b: Balance) -> dict[str, Any]:
             "available": fmt(b.available)}
 
 
-async def _user(session: AsyncSession, principal: Principal, user_id: str) -> None:
-    if await UserRepository(session).get(principal.tenant_id, user_id) is None:
-        raise ProblemError(404, "user_not_found", f"no user {user_id!r} in this tenant")
-
-
 @router.get("/v1/wallets/{user_id}", summary="A wallet's balances per currency")
-async def get_wallet(user_id: str, principal: Principal = Depends(client_principal),
-                     session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    await _user(session, principal, user_id)
+async def get_wallet(user_id: str, principal: ClientPrincipal,
+                     session: DbSession) -> dict[str, Any]:
+    await known_user(session, principal, user_id)
     repo = LedgerRepository(session)
     balances = await repo.balances(principal.tenant_id, user_id)
     cashback = await repo.cashback(principal.tenant_id, user_id)
@@ -44,15 +40,15 @@ async def get_wallet(user_id: str, principal: Principal = Depends(client_princip
 @router.get("/v1/wallets/{user_id}/transactions", summary="A wallet's history, newest first")
 async def wallet_history(
     user_id: str,
+    principal: ClientPrincipal,
+    session: DbSession,
     cursor: str | None = None,
     limit: int = Query(50, ge=1, le=200),
-    principal: Principal = Depends(client_principal),
-    session: AsyncSession = Depends(db_session),
 ) -> dict[str, Any]:
-    await _user(session, principal, user_id)
+    await known_user(session, principal, user_id)
     before = decode_cursor(cursor)
     if before is not None and not isinstance(before, int):
-        raise ProblemError(400, "invalid_cursor", "the cursor is malformed")
+        raise ProblemError(E.INVALID_CURSOR, "the cursor is malformed")
     repo = LedgerRepository(session)
     accounts = [b.account_id for b in await repo.balances(principal.tenant_id, user_id)]
     rows = await repo.history(principal.tenant_id, accounts, before, limit + 1) if accounts else []
@@ -70,7 +66,6 @@ async def wallet_history(
 
 
 @router.get("/v1/ledger/accounts", summary="The tenant's system accounts (admin)")
-async def system_accounts(principal: Principal = Depends(admin_principal),
-                          session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+async def system_accounts(principal: AdminPrincipal, session: DbSession) -> dict[str, Any]:
     balances = await LedgerRepository(session).system_balances(principal.tenant_id)
     return {"data": [_balance(b) | {"owner": b.owner_id} for b in balances]}

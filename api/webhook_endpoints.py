@@ -6,20 +6,20 @@ import asyncio
 import ipaddress
 import secrets
 import socket
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Depends
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
-from activities.outbound import new_secret
-from api.deps import admin_principal, db_session, json_body, openapi_body
+from api.deps import AdminPrincipal, AppSettings, DbSession, Temporal, json_body, openapi_body
 from api.errors import ProblemError
+from api.flowstart import commit_before_start
 from api.schemas import WebhookEndpointCreate
+from contracts.errors import ErrorCode as E
 from contracts.webhooks import DeliveryInput
-from db.repositories import Principal, WebhookEndpointRepository
+from db.webhook_endpoints import WebhookEndpointRepository, new_secret
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 router = APIRouter(tags=["outbound webhooks"])
@@ -53,43 +53,40 @@ def _view(r: Any) -> dict[str, Any]:
 @router.post("/v1/webhook-endpoints", status_code=201,
              openapi_extra=openapi_body(WebhookEndpointCreate),
              summary="Register an endpoint; the answer holds its whsec_ secret")
-async def create_endpoint(principal: Principal = Depends(admin_principal),
-                          body: WebhookEndpointCreate = Depends(json_body(WebhookEndpointCreate)),
-                          session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+async def create_endpoint(principal: AdminPrincipal,
+                          body: Annotated[WebhookEndpointCreate,
+                                          Depends(json_body(WebhookEndpointCreate))],
+                          session: DbSession) -> dict[str, Any]:
     if not principal.settings.get("development") and not await _public(body.url):
-        raise ProblemError(422, "url_not_allowed", "the URL must resolve to public addresses "
+        raise ProblemError(E.URL_NOT_ALLOWED, "the URL must resolve to public addresses "
                            "(loopback, link-local and private ranges need development mode)")
     endpoint_id = "we_" + secrets.token_hex(10)
     secret = new_secret()
     row = await WebhookEndpointRepository(session).create(
         principal.tenant_id, endpoint_id, body.url, body.event_types, secret)
-    await session.commit()
     return _view(row) | {"secret": secret}
 
 
 @router.get("/v1/webhook-endpoints", summary="The tenant's endpoints")
-async def list_endpoints(principal: Principal = Depends(admin_principal),
-                         session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+async def list_endpoints(principal: AdminPrincipal, session: DbSession) -> dict[str, Any]:
     rows = await WebhookEndpointRepository(session).list(principal.tenant_id)
     return {"data": [_view(r) for r in rows]}
 
 
 @router.post("/v1/webhook-endpoints/{endpoint_id}/rotate",
              summary="A new secret; the old one keeps signing for 24 h")
-async def rotate(endpoint_id: str, principal: Principal = Depends(admin_principal),
-                 session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+async def rotate(endpoint_id: str, principal: AdminPrincipal,
+                 session: DbSession) -> dict[str, Any]:
     secret = new_secret()
     row = await WebhookEndpointRepository(session).rotate(principal.tenant_id, endpoint_id, secret)
     if row is None:
-        raise ProblemError(404, "endpoint_not_found", f"no endpoint {endpoint_id!r}")
-    await session.commit()
+        raise ProblemError(E.ENDPOINT_NOT_FOUND, f"no endpoint {endpoint_id!r}")
     return _view(row) | {"secret": secret}
 
 
 @router.get("/v1/webhook-deliveries", summary="Deliveries and their attempts")
-async def deliveries(endpoint_id: str | None = None,
-                     principal: Principal = Depends(admin_principal),
-                     session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+async def deliveries(principal: AdminPrincipal, session: DbSession,
+                     endpoint_id: str | None = None) -> dict[str, Any]:
     rows = await WebhookEndpointRepository(session).deliveries(principal.tenant_id, endpoint_id)
     return {"data": [{"id": r.id, "endpoint_id": r.endpoint_id, "event_type": r.type,
                       "status": r.status, "attempts": r.attempt_log,
@@ -99,14 +96,12 @@ async def deliveries(endpoint_id: str | None = None,
 
 @router.post("/v1/webhook-deliveries/{delivery_id}/resend", status_code=202,
              summary="Send a delivery again (same webhook-id)")
-async def resend(delivery_id: str, request: Request,
-                 principal: Principal = Depends(admin_principal),
-                 session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+async def resend(delivery_id: str, principal: AdminPrincipal, session: DbSession,
+                 temporal: Temporal, settings: AppSettings) -> dict[str, Any]:
     if not await WebhookEndpointRepository(session).reopen(principal.tenant_id, delivery_id):
-        raise ProblemError(404, "delivery_not_found", f"no delivery {delivery_id!r}")
-    await session.commit()
-    await start_resend(request.app.state.temporal, request.app.state.settings.temporal_task_queue,
-                       principal.tenant_id, delivery_id)
+        raise ProblemError(E.DELIVERY_NOT_FOUND, f"no delivery {delivery_id!r}")
+    await commit_before_start(session)
+    await start_resend(temporal, settings.temporal_task_queue, principal.tenant_id, delivery_id)
     return {"id": delivery_id, "status": "resending"}
 
 

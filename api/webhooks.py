@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import stripe
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import db_session, raw_body
+from api.deps import AppSettings, DbSession, RawBody, Temporal
 from api.errors import ProblemError
+from contracts.errors import ErrorCode as E
 from contracts.gateway import (
     PAYMENT_CANCELED,
     PAYMENT_FAILED,
@@ -26,7 +26,7 @@ from contracts.gateway import (
     RefundEvent,
 )
 from contracts.money import Money
-from db.repositories import WebhookEventRepository
+from db.webhook_events import WebhookEventRepository
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -40,14 +40,14 @@ STRIPE_PAYMENT_EVENTS = {
 }
 
 
-async def verified_stripe_event(request: Request, body: bytes = Depends(raw_body)
-                                ) -> dict[str, Any]:
+async def verified_stripe_event(request: Request, body: RawBody,
+                                settings: AppSettings) -> dict[str, Any]:
     """Verify Stripe-Signature with the official SDK against every configured secret (several
     during rotation), with the timestamp tolerance; only then parse."""
     header = request.headers.get("stripe-signature")
     if not header:
-        raise ProblemError(400, "signature_missing", "the Stripe-Signature header is missing")
-    settings = request.app.state.settings
+        raise ProblemError(E.SIGNATURE_MISSING, "the Stripe-Signature header is missing",
+                           status=400)
     for secret in settings.webhook_secrets:
         try:
             stripe.WebhookSignature.verify_header(
@@ -56,17 +56,17 @@ async def verified_stripe_event(request: Request, body: bytes = Depends(raw_body
         except stripe.SignatureVerificationError:
             continue
         except UnicodeDecodeError:
-            raise ProblemError(400, "malformed_payload", "the body is not UTF-8") from None
+            raise ProblemError(E.MALFORMED_PAYLOAD, "the body is not UTF-8") from None
     else:
-        raise ProblemError(400, "signature_invalid",
-                           "the signature does not match, or its timestamp is too old")
+        raise ProblemError(E.SIGNATURE_INVALID,
+                           "the signature does not match, or its timestamp is too old", status=400)
     try:
         event = json.loads(body)
         if not isinstance(event, dict):
             raise ValueError("not an object")
         event["id"], event["type"], event["data"]["object"]  # noqa: B018 - shape check
     except (ValueError, KeyError, TypeError):
-        raise ProblemError(400, "malformed_payload", "the event is not a Stripe event") from None
+        raise ProblemError(E.MALFORMED_PAYLOAD, "the event is not a Stripe event") from None
     return event
 
 
@@ -94,9 +94,8 @@ def _signal_for(event: dict[str, Any]
 
 
 @router.post("/v1/webhooks/stripe", summary="Stripe webhook endpoint")
-async def stripe_webhook(request: Request,
-                         event: dict[str, Any] = Depends(verified_stripe_event),
-                         session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
+async def stripe_webhook(event: Annotated[dict[str, Any], Depends(verified_stripe_event)],
+                         session: DbSession, temporal: Temporal) -> dict[str, Any]:
     obj = event["data"]["object"]
     metadata = obj.get("metadata") or {}
     flow_id = metadata.get("flow_id")
@@ -104,25 +103,21 @@ async def stripe_webhook(request: Request,
     # The insert's row lock is held until commit: concurrent duplicates wait here, then see
     # the event already signalled.
     if not await events.record("stripe", event["id"], event["type"], flow_id, event):
-        await session.commit()
         return {"received": True, "duplicate": True}
 
     name, signal = _signal_for(event)
     if signal is None or not flow_id:
         await events.mark("stripe", event["id"], "ignored", signalled=False)
-        await session.commit()
         return {"received": True, "outcome": "ignored"}
 
-    handle = request.app.state.temporal.get_workflow_handle(flow_id)
+    handle = temporal.get_workflow_handle(flow_id)
     try:
         await handle.signal(name, signal)
         outcome, signalled = "signalled", True
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:
-            await session.rollback()
-            raise ProblemError(503, "temporal_unavailable", "try again later") from e
+            raise ProblemError(E.TEMPORAL_UNAVAILABLE, "try again later") from e
         # Unknown flow, or one that already finished: acknowledged and recorded.
         outcome, signalled = "flow_closed_or_unknown", False
     await events.mark("stripe", event["id"], outcome, signalled)
-    await session.commit()
     return {"received": True, "outcome": outcome}

@@ -2,39 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import (
-    WithStartWorkflowOperation,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.client import Client
 
-from api.decisions import decide
+from api.decisions import decide_flow
 from api.deps import (
-    admin_principal,
-    any_principal,
-    client_principal,
-    db_session,
+    AdminPrincipal,
+    AnyPrincipal,
+    AppSettings,
+    ClientPrincipal,
+    DbSession,
+    Temporal,
     json_body,
     openapi_body,
 )
-from api.errors import PROBLEM_BASE, ProblemError
-from api.flows import own_flow, query_status
-from api.flowstart import start_once
-from api.schemas import DecisionBody, WithdrawalCreate
-from contracts.flow import FlowStatus
-from contracts.money import Money, MoneyError, format_amount, parse_amount
+from api.errors import ProblemError
+from api.flows import flow_status, status_of
+from api.flowstart import Answer, FlowStart, FlowStarter, refusal, start_flow
+from api.schemas import DecisionBody, WithdrawalCreate, money
+from api.views import FlowStatusView
+from contracts.errors import ErrorCode as E
+from contracts.money import Money, format_amount, parse_amount
 from contracts.withdrawal import WithdrawalInput
 from db.ledger import LedgerRepository
-from db.repositories import Principal, TenantRepository
+from db.tenants import Principal, TenantRepository
+from db.withdrawals import WithdrawalQueries
 from workflows.withdrawal import WithdrawalWorkflow
 
 router = APIRouter(tags=["withdrawals"])
@@ -45,114 +41,108 @@ def _limit(settings: dict[str, Any], name: str, currency: str) -> int | None:
     return parse_amount(str(value), currency) if value is not None else None
 
 
-@router.post("/v1/withdrawals", status_code=202, openapi_extra=openapi_body(WithdrawalCreate),
-             summary="Request a withdrawal; the funds are held until admins decide")
-async def create_withdrawal(request: Request, principal: Principal = Depends(client_principal),
-                            body: WithdrawalCreate = Depends(json_body(WithdrawalCreate)),
-                            session: AsyncSession = Depends(db_session)) -> JSONResponse:
-    try:
-        amount = Money(parse_amount(body.amount, body.currency), body.currency)
-    except MoneyError as e:
-        raise ProblemError(422, "invalid_amount", str(e)) from None
+async def _checked_amount(session: AsyncSession, principal: Principal,
+                          body: WithdrawalCreate) -> Money:
+    """The amount, within the per-request limit and the available balance."""
+    amount = money(body.amount, body.currency)
     per_request = _limit(principal.settings, "per_request_max", body.currency)
     if per_request is not None and amount.amount > per_request:
-        raise ProblemError(422, "over_limit", f"at most {format_amount(per_request, body.currency)}"
-                           f" {body.currency} per withdrawal")
+        raise ProblemError(E.OVER_LIMIT,
+                           f"at most {Money(per_request, body.currency)} per withdrawal")
     balances = await LedgerRepository(session).balances(principal.tenant_id, body.user_id,
-                                                        ("user_wallet",))
+                                                   ("user_wallet",))
     available = next((b.available for b in balances if b.currency == body.currency), 0)
     if amount.amount > available:
-        raise ProblemError(402, "insufficient_funds", f"available "
-                           f"{format_amount(available, body.currency)} {body.currency}")
+        raise ProblemError(E.INSUFFICIENT_FUNDS,
+                           f"available {Money(available, body.currency)}")
+    return amount
+
+
+async def _input(session: AsyncSession, principal: Principal, body: WithdrawalCreate,
+                 amount: Money) -> Any:
+    """flow id → the workflow's input (limits and admins as of the request)."""
     two_admins = _limit(principal.settings, "two_admin_threshold", body.currency)
     window = int((principal.settings.get("withdrawals") or {}).get(
         "approval_window_seconds", 72 * 3600))
     admins = await TenantRepository(session).admins(principal.tenant_id)
-    settings = request.app.state.settings
 
-    async def start(flow_id: str) -> tuple[int, dict[str, Any], bool]:
-        inp = WithdrawalInput(
+    def make_input(flow_id: str) -> WithdrawalInput:
+        return WithdrawalInput(
             tenant_id=principal.tenant_id, flow_id=flow_id, user_id=body.user_id, amount=amount,
             method=body.method, destination=body.destination, requested_by=principal.actor,
             approvals_required=2 if two_admins is not None and amount.amount >= two_admins
             else 1, admins=admins, approval_window_seconds=window,
             daily_max=_limit(principal.settings, "daily_max", body.currency))
-        await session.execute(text(
-            "INSERT INTO withdrawals (tenant_id, flow_id, user_id, amount, currency, method, "
-            "destination, requested_by) VALUES (:t, :f, :u, :a, :c, :m, :d, :r) "
-            "ON CONFLICT DO NOTHING"),
-            {"t": principal.tenant_id, "f": flow_id, "u": body.user_id, "a": amount.amount,
-             "c": amount.currency, "m": body.method, "d": body.destination,
-             "r": principal.actor})
-        await session.commit()
-        answer = {"flow_id": flow_id, "user_id": body.user_id,
-                  "amount": format_amount(amount.amount, amount.currency),
-                  "currency": amount.currency, "method": body.method,
-                  "approvals_required": inp.approvals_required,
-                  "status_url": f"/v1/withdrawals/{flow_id}"}
-        try:
-            state = await asyncio.wait_for(
-                request.app.state.temporal.execute_update_with_start_workflow(
-                    WithdrawalWorkflow.outcome, start_workflow_operation=WithStartWorkflowOperation(
-                        WithdrawalWorkflow.run, inp, id=flow_id,
-                        task_queue=settings.temporal_task_queue,
-                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE),
-                    id="outcome"), 20)
-        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-            return 202, answer | {"state": "requested"}, False
-        except (WorkflowUpdateFailedError, WorkflowAlreadyStartedError):
-            return 200, answer | {"state": "closed"}, False
-        if state == "refused":
-            status: FlowStatus = await request.app.state.temporal.get_workflow_handle(
-                flow_id).query("status", result_type=FlowStatus)
-            code = (status.error or "refused").split(":", 1)[0]
-            http = 402 if code == "insufficient_funds" else 422
-            return http, {"type": PROBLEM_BASE + code, "title": code.replace("_", " "),
-                          "status": http, "code": code, "detail": status.error,
-                          "flow_id": flow_id}, True
-        return 202, answer | {"state": state}, True
+    return make_input
 
-    return await start_once(request, session, principal, "withdrawal", body.user_id,
-                            body.model_dump(), start)
+
+async def _outcome(temporal: Client, flow_id: str, state: str,
+                   answer: dict[str, Any]) -> Answer:
+    if state != "refused":
+        return Answer(202, answer)
+    status = await flow_status(temporal, flow_id) or {}
+    return refusal(status.get("error_code"), status.get("error"), E.OVER_LIMIT, flow_id=flow_id)
+
+
+@router.post("/v1/withdrawals", status_code=202, openapi_extra=openapi_body(WithdrawalCreate),
+             summary="Request a withdrawal; the funds are held until admins decide")
+async def create_withdrawal(request: Request, principal: ClientPrincipal,
+                            body: Annotated[WithdrawalCreate, Depends(json_body(WithdrawalCreate))],
+                            session: DbSession, temporal: Temporal,
+                            settings: AppSettings) -> JSONResponse:
+    amount = await _checked_amount(session, principal, body)
+    make_input = await _input(session, principal, body, amount)
+
+    def view(flow_id: str, state: str) -> dict[str, Any]:
+        return {"flow_id": flow_id, "user_id": body.user_id,
+                "amount": format_amount(amount.amount, amount.currency),
+                "currency": amount.currency, "method": body.method,
+                "approvals_required": make_input(flow_id).approvals_required,
+                "status_url": f"/v1/withdrawals/{flow_id}", "state": state}
+
+    async def record(flow_id: str) -> None:
+        await WithdrawalQueries(session).create(
+            principal.tenant_id, flow_id, body.user_id, amount.amount, amount.currency,
+            body.method, body.destination, principal.actor)
+
+    async def answer(flow_id: str, state: str) -> Answer:
+        return await _outcome(temporal, flow_id, state, view(flow_id, state))
+
+    return await start_flow(FlowStarter(request, session, principal, temporal, settings), FlowStart(
+        kind="withdrawal", user_id=body.user_id, request=body.model_dump(),
+        workflow=WithdrawalWorkflow.run, make_input=make_input, answer=answer, view=view,
+        update=WithdrawalWorkflow.outcome, record=record, pending_state="requested"))
 
 
 @router.get("/v1/withdrawals", summary="Withdrawals, e.g. those pending approval (admin)")
-async def list_withdrawals(status: str | None = None,
-                           principal: Principal = Depends(admin_principal),
-                           session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    rows = await session.execute(text(
-        "SELECT * FROM withdrawals WHERE tenant_id = :t AND (CAST(:s AS text) IS NULL "
-        "OR status = :s) ORDER BY created_at DESC LIMIT 200"),
-        {"t": principal.tenant_id, "s": status})
+async def list_withdrawals(principal: AdminPrincipal, session: DbSession,
+                           status: str | None = None) -> dict[str, Any]:
+    rows = await WithdrawalQueries(session).list_newest_first(principal.tenant_id, status)
     return {"data": [{"flow_id": r.flow_id, "user_id": r.user_id, "status": r.status,
                       "amount": format_amount(r.amount, r.currency), "currency": r.currency,
                       "method": r.method, "requested_by": r.requested_by,
                       "created_at": r.created_at.isoformat()} for r in rows]}
 
 
-@router.get("/v1/withdrawals/{flow_id}", summary="A withdrawal's status and its decisions")
-async def get_withdrawal(flow_id: str, request: Request,
-                         principal: Principal = Depends(any_principal),
-                         session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    await own_flow(session, principal, flow_id, "withdrawal")
-    return await query_status(request, flow_id)
+@router.get("/v1/withdrawals/{flow_id}", summary="A withdrawal's status and its decisions",
+            response_model=FlowStatusView, response_model_exclude_unset=True)
+async def get_withdrawal(flow_id: str, principal: AnyPrincipal, session: DbSession,
+                         temporal: Temporal) -> dict[str, Any]:
+    return await status_of(session, temporal, principal, flow_id, "withdrawal")
+
 
 
 @router.post("/v1/withdrawals/{flow_id}/approve", summary="Approve (admin, not the requester)")
-async def approve(flow_id: str, request: Request, principal: Principal = Depends(admin_principal),
-                  body: DecisionBody = Depends(json_body(DecisionBody)),
-                  session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    await own_flow(session, principal, flow_id, "withdrawal")
-    result = await decide(request.app.state.temporal, flow_id, principal.actor, True, body.reason)
-    return {"flow_id": flow_id, "decision": result, "admin": principal.actor}
+async def approve(flow_id: str, principal: AdminPrincipal,
+                  body: Annotated[DecisionBody, Depends(json_body(DecisionBody))],
+                  session: DbSession, temporal: Temporal) -> dict[str, Any]:
+    return await decide_flow(session, temporal, principal, flow_id, "withdrawal", True,
+                             body.reason)
 
 
 @router.post("/v1/withdrawals/{flow_id}/reject", summary="Reject (admin)")
-async def reject(flow_id: str, request: Request, principal: Principal = Depends(admin_principal),
-                 body: DecisionBody = Depends(json_body(DecisionBody)),
-                 session: AsyncSession = Depends(db_session)) -> dict[str, Any]:
-    await own_flow(session, principal, flow_id, "withdrawal")
-    result = await decide(request.app.state.temporal, flow_id, principal.actor, False,
-                          body.reason)
-    return {"flow_id": flow_id, "decision": result, "admin": principal.actor}
+async def reject(flow_id: str, principal: AdminPrincipal,
+                 body: Annotated[DecisionBody, Depends(json_body(DecisionBody))],
+                 session: DbSession, temporal: Temporal) -> dict[str, Any]:
+    return await decide_flow(session, temporal, principal, flow_id, "withdrawal", False,
+                             body.reason)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from contracts.money import Money
 
-DONATE = "donations.donate"
+DONATION_TRANSFER = "donations.transfer"
+DONATION_AWARD_POINTS = "donations.award_points"
 CAMPAIGN_CLOSE = "campaigns.close"
 
 
@@ -33,4 +34,13 @@ class DonationResult:
     state: str  # "completed" | "refused"
     points: int = 0
     campaign_closed: bool = False
-    error: str | None = None
+    error: str | None = None  # the refusal's detail
+    error_code: str | None = None  # the refusal's ErrorCode value
+
+
+@dataclass
+class DonationMoved:
+    """The donor → campaign transfer is written; ``campaign_closed``: it reached the capped
+    target, and the campaign was closed in the same transaction."""
+
+    campaign_closed: bool = False

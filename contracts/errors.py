@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     CAMPAIGN_EXISTS = "campaign_exists"
     ENDPOINT_NOT_FOUND = "endpoint_not_found"
     DELIVERY_NOT_FOUND = "delivery_not_found"
+    REFUND_NOT_FOUND = "refund_not_found"
+    WITHDRAWAL_NOT_FOUND = "withdrawal_not_found"
     # -- business refusals (a flow's typed outcome) ----------------------------------------------
     INSUFFICIENT_FUNDS = "insufficient_funds"
     REFUND_EXCEEDS_PAID = "refund_exceeds_paid"
@@ -57,6 +59,7 @@ class ErrorCode(StrEnum):
     CAMPAIGN_CLOSED = "campaign_closed"
     EXCEEDS_TARGET = "exceeds_target"
     DECISION_REFUSED = "decision_refused"
+    REQUESTER_CANNOT_APPROVE = "requester_cannot_approve"
     REJECTED = "rejected"
     EXPIRED = "expired"
     GATEWAY_REFUSED = "gateway_refused"

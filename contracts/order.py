@@ -41,5 +41,6 @@ class OrderView:
     flow_id: str
     order_id: str
     state: str
-    error: str | None = None
+    error: str | None = None  # the failure's detail
     payment: CheckoutInfo | None = None
+    error_code: str | None = None  # its ErrorCode value (contracts.errors)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from contracts.money import currency_exponent, round_half_up
 
@@ -17,7 +18,7 @@ class RewardsPolicy:
 
     cashback_rate: str = "0.10"
     return_window_seconds: int = 30 * 86400
-    min_confidence: str = "0"  # any tracked purchase earns (seed 000)
+    min_confidence: str = "0"  # any tracked purchase earns
     points_per_unit: int = 1  # points per whole currency unit spent
     tier_thresholds: dict[str, int] = field(
         default_factory=lambda: {"silver": 1000, "gold": 5000, "platinum": 20000})
@@ -41,3 +42,12 @@ def cashback_for(amount_minor: int, rate: str) -> int:
 def points_for(amount_minor: int, currency: str, points_per_unit: int) -> int:
     """Points for whole currency units spent (€89.50 at 1 point/€ = 89 points)."""
     return amount_minor // 10 ** currency_exponent(currency) * points_per_unit
+
+
+def rewards_policy(settings: dict[str, Any] | None) -> RewardsPolicy:
+    """The tenant's policy: the defaults, overridden by ``settings["rewards"]``."""
+    policy = RewardsPolicy()
+    for name, value in (settings or {}).get("rewards", {}).items():
+        if hasattr(policy, name):
+            setattr(policy, name, value)
+    return policy

@@ -25,4 +25,5 @@ class TopUpResult:
     state: str  # completed / failed / expired
     payment_id: str | None
     credited: Money | None
-    error: str | None = None
+    error: str | None = None  # the failure's detail
+    error_code: str | None = None  # its ErrorCode value (contracts.errors)

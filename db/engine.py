@@ -6,6 +6,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -62,3 +63,9 @@ async def resolve_database_url(database_url: str | None, state_dir: Path) -> str
     if database_url:
         return async_url(database_url)
     return await asyncio.to_thread(embedded_postgres_url, state_dir)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One trivial statement: raises when the database does not answer."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

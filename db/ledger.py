@@ -1,4 +1,4 @@
-"""The ledger repository: the only place with ledger SQL.
+"""The ledger repository: its writes (its reads are in db/ledger_reads.py, inherited).
 
 It never commits: the caller (an activity, the API request) owns the transaction. Every write
 locks the accounts it touches in ascending id order, so concurrent flows on one wallet
@@ -9,39 +9,45 @@ user accounts, same-tenant same-currency foreign keys, immutable transfers) are 
 from __future__ import annotations
 
 import json
-import time
+import re
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from contracts.errors import ErrorCode
 from contracts.events import EventOut
 from contracts.ledger import AccountRef, PostedTransfer, PostTransfersRequest, TransferRequest
+from contracts.money import Money, MoneyError
+from db.ledger_reads import USER_KINDS as USER_KINDS  # re-exported: callers import it here
+from db.ledger_reads import Balance as Balance
+from db.ledger_reads import LedgerReads
 
-USER_KINDS = frozenset({"user_wallet", "user_points"})
 # Hot system accounts split into shards (accounts "<owner>#<n>"): every top-up, card order and
 # card refund moves money through the gateway's clearing account, and one row would serialise
 # them all. A transfer's shard follows from its idempotency key, so a retry finds the same one;
 # reads add the shards up. Only accounts that may go negative can be sharded.
 SHARDED_KINDS = {"gateway_clearing": 16}
+_FUNDS = re.compile(r"available (-?\d+) < (\d+) (\w+)")
 
 
 class LedgerError(Exception):
-    code = "ledger_error"
+    """A business refusal: retrying cannot change it. ``code`` is its ``ErrorCode`` value."""
+
+    code: str = ErrorCode.LEDGER_CONFLICT.value
 
 
 class InsufficientFunds(LedgerError):
-    code = "insufficient_funds"
+    code = ErrorCode.INSUFFICIENT_FUNDS.value
 
 
 class LedgerConflict(LedgerError):
     """An idempotency key reused for a different movement, or an impossible state change."""
 
-    code = "ledger_conflict"
+    code = ErrorCode.LEDGER_CONFLICT.value
 
 
 class LedgerRace(Exception):
@@ -50,22 +56,7 @@ class LedgerRace(Exception):
 
 
 class AccountMissing(LedgerError):
-    code = "account_missing"
-
-
-@dataclass
-class Balance:
-    account_id: int
-    kind: str
-    owner_id: str
-    currency: str
-    posted: int
-    pending_in: int
-    pending_out: int
-
-    @property
-    def available(self) -> int:
-        return self.posted - self.pending_out
+    code = ErrorCode.ACCOUNT_MISSING.value
 
 
 _LOCK = text(
@@ -96,7 +87,7 @@ _APPLY = text(
 )
 
 
-class LedgerRepository:
+class LedgerRepository(LedgerReads):
     def __init__(self, session: AsyncSession | AsyncConnection,
                  account_ids: dict[tuple, int] | None = None):
         """``session``: a session, or a connection (the worker's autocommit single-statement
@@ -138,41 +129,6 @@ class LedgerRepository:
             return row[0]  # not cached until it is known to be committed
         self._ids[key] = row[0]
         return row[0]
-
-    async def balances(self, tenant_id: str, owner_id: str,
-                       kinds: tuple[str, ...] = tuple(USER_KINDS)) -> list[Balance]:
-        rows = await self.session.execute(
-            text("SELECT id, kind, owner_id, currency, posted, pending_in, pending_out "
-                 "FROM accounts WHERE tenant_id = :t AND owner_id = :o AND kind = ANY(:k) "
-                 "ORDER BY currency, kind"),
-            {"t": tenant_id, "o": owner_id, "k": list(kinds)},
-        )
-        return [Balance(*r) for r in rows]
-
-    async def cashback(self, tenant_id: str, owner_id: str) -> list[tuple[str, int, int]]:
-        """(currency, pending, available) cashback credited to the user's wallets."""
-        rows = await self.session.execute(
-            text("SELECT t.currency, "
-                 "coalesce(sum(t.amount) FILTER (WHERE t.state = 'pending'), 0), "
-                 "coalesce(sum(t.amount) FILTER (WHERE t.state = 'posted'), 0) "
-                 "FROM transfers t JOIN accounts a ON a.id = t.credit_account_id "
-                 "WHERE a.tenant_id = :t AND a.owner_id = :o AND a.kind = 'user_wallet' "
-                 "AND t.kind = 'cashback' GROUP BY t.currency ORDER BY t.currency"),
-            {"t": tenant_id, "o": owner_id},
-        )
-        return [(r[0], int(r[1]), int(r[2])) for r in rows]
-
-    async def system_balances(self, tenant_id: str) -> list[Balance]:
-        """The tenant's system accounts, a sharded account's shards added up."""
-        rows = await self.session.execute(
-            text("SELECT min(id), kind, split_part(owner_id, '#', 1) AS owner, currency, "
-                 "CAST(sum(posted) AS bigint), CAST(sum(pending_in) AS bigint), "
-                 "CAST(sum(pending_out) AS bigint) "
-                 "FROM accounts WHERE tenant_id = :t AND kind <> ALL(:k) "
-                 "GROUP BY kind, owner, currency ORDER BY kind, owner, currency"),
-            {"t": tenant_id, "k": list(USER_KINDS)},
-        )
-        return [Balance(*r) for r in rows]
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -343,70 +299,6 @@ class LedgerRepository:
                 changed["dpo"].append(delta[2])
         return changed
 
-    # -- reads ------------------------------------------------------------------------------
-
-    async def history(self, tenant_id: str, account_ids: list[int], before_id: int | None,
-                      limit: int) -> list[dict[str, Any]]:
-        """Transfers touching the given accounts, newest first, keyset-paginated by id."""
-        rows = await self.session.execute(
-            text("SELECT t.id, t.idempotency_key, t.kind, t.state, t.amount, t.currency, "
-                 "t.flow_id, t.metadata, t.created_at, t.resolved_at, "
-                 "t.debit_account_id = ANY(:ids) AS outgoing, "
-                 "CASE WHEN t.debit_account_id = ANY(:ids) THEN t.debit_posted_after "
-                 "ELSE t.credit_posted_after END AS balance_after, "
-                 "CASE WHEN t.debit_account_id = ANY(:ids) THEN ca.kind ELSE da.kind END "
-                 "AS counterparty "
-                 "FROM transfers t JOIN accounts da ON da.id = t.debit_account_id "
-                 "JOIN accounts ca ON ca.id = t.credit_account_id "
-                 "WHERE t.tenant_id = :t AND (t.debit_account_id = ANY(:ids) "
-                 "OR t.credit_account_id = ANY(:ids)) AND (CAST(:before AS bigint) IS NULL "
-                 "OR t.id < :before) ORDER BY t.id DESC LIMIT :lim"),
-            {"t": tenant_id, "ids": account_ids, "before": before_id, "lim": limit},
-        )
-        return [dict(r._mapping) for r in rows]
-
-    async def check_invariants(self, progress: Callable[[str], None] | None = None) -> list[str]:
-        """Every invariant of SPEC §4 across the whole ledger; returns the violations.
-        ``progress`` is told each check's outcome as it finishes (they scan whole tables)."""
-        problems: list[str] = []
-        checks = {
-            "transfers do not balance per tenant and currency (sum of balances != 0)":
-                "SELECT tenant_id, currency, sum(posted) AS s FROM accounts "
-                "GROUP BY tenant_id, currency HAVING sum(posted) <> 0",
-            "cached balance differs from the sum of the account's transfers":
-                "SELECT a.id, a.posted, a.pending_in, a.pending_out FROM accounts a "
-                "LEFT JOIN LATERAL (SELECT "
-                "coalesce(sum(amount) FILTER (WHERE state='posted' AND credit_account_id=a.id),0)"
-                " - coalesce(sum(amount) FILTER (WHERE state='posted' AND debit_account_id=a.id)"
-                ",0) AS posted, "
-                "coalesce(sum(amount) FILTER (WHERE state='pending' AND credit_account_id=a.id)"
-                ",0) AS pin, "
-                "coalesce(sum(amount) FILTER (WHERE state='pending' AND debit_account_id=a.id)"
-                ",0) AS pout FROM transfers WHERE debit_account_id = a.id "
-                "OR credit_account_id = a.id) s ON true "
-                "WHERE (a.posted, a.pending_in, a.pending_out) <> (s.posted, s.pin, s.pout)",
-            "a user account is negative":
-                "SELECT id, posted, pending_out FROM accounts WHERE kind = ANY(:user_kinds) "
-                "AND (posted < 0 OR posted - pending_out < 0)",
-            "an idempotency key is used twice":
-                "SELECT tenant_id, idempotency_key FROM transfers "
-                "GROUP BY tenant_id, idempotency_key HAVING count(*) > 1",
-            "a transfer's accounts are in another currency or tenant":
-                "SELECT t.id FROM transfers t JOIN accounts d ON d.id = t.debit_account_id "
-                "JOIN accounts c ON c.id = t.credit_account_id WHERE d.currency <> t.currency "
-                "OR c.currency <> t.currency OR d.tenant_id <> t.tenant_id "
-                "OR c.tenant_id <> t.tenant_id",
-        }
-        for n, (name, sql) in enumerate(checks.items(), 1):
-            started = time.perf_counter()
-            rows = (await self.session.execute(text(sql), {"user_kinds": list(USER_KINDS)})).all()
-            if rows:
-                problems.append(f"{name}: {len(rows)} case(s), e.g. {tuple(rows[0])}")
-            if progress:
-                progress(f"[{n}/{len(checks)}] {'VIOLATED' if rows else 'ok'}: not {name} "
-                         f"({time.perf_counter() - started:.2f} s)")
-        return problems
-
 
 def _events(events: Sequence[EventOut]) -> list[dict[str, Any]]:
     return [{"key": e.key, "type": e.type, "payload": e.payload} for e in events]
@@ -418,12 +310,25 @@ def _outcome(result: Sequence[Any]) -> list[PostedTransfer]:
     if problem:
         code, _, detail = problem.partition(": ")
         if code == "insufficient_funds":
-            raise InsufficientFunds(detail)
+            raise InsufficientFunds(_decimal_amounts(detail))
         if code == "conflict":
             raise LedgerConflict(detail)
         raise LedgerRace(detail)
     return [PostedTransfer(r.transfer_id, r.idempotency_key, r.state, r.replayed)
             for r in result]
+
+
+def _decimal_amounts(detail: str) -> str:
+    """``ledger_post()``'s "available 1000 < 1100 EUR" (minor units) as a human message with
+    decimal amounts: "available 10.00 EUR, needed 11.00 EUR"."""
+    found = _FUNDS.fullmatch(detail)
+    if found is None:
+        return detail
+    available, needed, currency = int(found[1]), int(found[2]), found[3]
+    try:
+        return f"available {Money(available, currency)}, needed {Money(needed, currency)}"
+    except MoneyError:
+        return detail
 
 
 def sqlstate(e: DBAPIError) -> str | None:

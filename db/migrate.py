@@ -9,6 +9,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -32,3 +34,10 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 async def upgrade_async(database_url: str, revision: str = "head") -> None:
     await asyncio.to_thread(upgrade, database_url, revision)
+
+
+async def database_revision(session: AsyncSession) -> str | None:
+    """The migration the database is at (None before the first one)."""
+    value = (await session.execute(text("SELECT version_num FROM alembic_version"))
+             ).scalar_one_or_none()
+    return str(value) if value is not None else None

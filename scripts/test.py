@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Install what is needed, lint, and run the whole test suite (real PostgreSQL, real Temporal)."""
+"""Install what is needed, lint (ruff), type-check (mypy), and run the whole test suite (real
+PostgreSQL, real Temporal)."""
 
 import sys
 from pathlib import Path
@@ -12,5 +13,6 @@ if __name__ == "__main__":
 
     py = str(ensure_venv())
     lint = subprocess.call([py, "-m", "ruff", "check", str(ROOT)], cwd=ROOT)
+    types = subprocess.call([py, "-m", "mypy"], cwd=ROOT)  # the files: pyproject [tool.mypy]
     tests = subprocess.call([py, "-m", "pytest", *sys.argv[1:]], cwd=ROOT)
-    sys.exit(tests or lint)
+    sys.exit(tests or lint or types)

@@ -13,7 +13,7 @@ import logging
 
 import uvicorn
 
-from stripe_standin.app import StandinConfig, create_app
+from stripe_standin import StandinConfig, create_app
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -19,11 +19,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from activities.outbound import Dispatcher
 from api.app import create_app
 from db.engine import async_url, create_engine, embedded_postgres_url, session_factory
 from db.ledger import LedgerRepository
 from db.migrate import upgrade_async
+from dispatcher import Dispatcher
 from settings import Settings
 from temporal_client import dev_server_args
 from tests.support import LiveServer, Tenant, create_tenant
@@ -197,7 +197,7 @@ async def tenant(sessions: async_sessionmaker[AsyncSession]) -> Tenant:
 @pytest.fixture(scope="module", autouse=True)
 async def ledger_invariants_hold(sessions: async_sessionmaker[AsyncSession]
                                  ) -> AsyncIterator[None]:
-    """After every test module, the ledger's invariants hold (SPEC §4)."""
+    """After every test module, the ledger's invariants hold (`walletflow ledger check`)."""
     yield
     async with sessions() as session:
         problems = await LedgerRepository(session).check_invariants()

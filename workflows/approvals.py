@@ -5,15 +5,19 @@ signal and `temporal workflow signal` all mean the same."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.approvals import ApprovalDecision, DecisionRecord
+    from contracts.errors import ErrorCode, Failure
+    from workflows.trail import FlowTrail
 
 
 class Approvals:
-    def __init__(self, admins: list[str], requester: str, required: int, what: str):
+    def __init__(self, admins: list[str], requester: str, required: int, what: str) -> None:
         self.admins, self.requester = admins, requester
         self.required, self.what = required, what
         self.open = False  # the flow sets it while it waits for decisions
@@ -23,14 +27,20 @@ class Approvals:
 
     def check(self, d: ApprovalDecision) -> str | None:
         """Why this decision cannot count, or None."""
+        refusal = self.refusal(d)
+        return refusal.detail if refusal else None
+
+    def refusal(self, d: ApprovalDecision) -> Failure | None:
+        """Why this decision cannot count, with its code, or None."""
         if not self.open or self.done:
-            return "not awaiting a decision"
+            return Failure(ErrorCode.DECISION_REFUSED, "not awaiting a decision")
         if d.admin not in self.admins:
-            return f"{d.admin!r} is not an admin of this tenant"
+            return Failure(ErrorCode.FORBIDDEN, f"{d.admin!r} is not an admin of this tenant")
         if d.admin == self.requester:
-            return f"the requester cannot approve their own {self.what}"
+            return Failure(ErrorCode.REQUESTER_CANNOT_APPROVE,
+                           f"the requester cannot approve their own {self.what}")
         if any(x.admin == d.admin for x in self.decisions):
-            return f"{d.admin} already decided"
+            return Failure(ErrorCode.DECISION_REFUSED, f"{d.admin} already decided")
         return None
 
     def record(self, d: ApprovalDecision, via: str) -> str:
@@ -51,6 +61,21 @@ class Approvals:
             self.ignored.append(f"{d.admin}: {problem}")
             return None
         return self.record(d, "signal")
+
+    async def wait(self, window_seconds: int) -> Failure | None:
+        """Open for decisions until they are done or the window closes: None when approved,
+        else why not (expired, or rejected by whom)."""
+        self.open = True
+        try:
+            await workflow.wait_condition(lambda: self.done,
+                                          timeout=timedelta(seconds=window_seconds))
+        except TimeoutError:
+            return Failure(ErrorCode.EXPIRED, "no decision within the approval window")
+        finally:
+            self.open = False
+        if self.rejection:
+            return Failure(ErrorCode.REJECTED, self.rejection)
+        return None
 
     @property
     def approvals(self) -> int:
@@ -84,31 +109,34 @@ class Approvals:
         return out
 
 
+def ending(failure: Failure) -> str:
+    """The flow's final state when the decisions did not approve: expired or rejected."""
+    return "expired" if failure.code == ErrorCode.EXPIRED else "rejected"
+
+
 class ApprovalMessages:
     """The Temporal handlers of a flow that waits for admins, shared by refunds and
     withdrawals: the `decide` update (API, CLI) and the `decision` signal (Temporal UI,
-    `temporal workflow signal`). The flow sets ``_approvals`` and ``_state`` and has ``_step``."""
+    `temporal workflow signal`). The flow sets ``_approvals`` and keeps its ``_trail``."""
 
     _approvals: Approvals | None
-    _state: str
-
-    def _step(self, name: str) -> None:
-        raise NotImplementedError
+    _trail: FlowTrail
 
     @workflow.update(name="decide")
     async def decide(self, d: ApprovalDecision) -> str:
         """Approve or reject (API: the admin is the admin key's holder; CLI: the operator)."""
         assert self._approvals is not None
-        self._step(self._approvals.record(d, "update"))
+        self._trail.step(self._approvals.record(d, "update"))
         if self._approvals.done:  # answer once the flow has acted on it, so a read agrees
-            await workflow.wait_condition(lambda: self._state != "awaiting_approval")
+            await workflow.wait_condition(lambda: self._trail.state != "awaiting_approval")
         return self._approvals.answer(d)
 
     @decide.validator
     def _validate_decide(self, d: ApprovalDecision) -> None:
-        problem = self._approvals.check(d) if self._approvals else "not started"
-        if problem:
-            raise ApplicationError(problem, type="decision_refused")
+        refusal = (self._approvals.refusal(d) if self._approvals
+                   else Failure(ErrorCode.DECISION_REFUSED, "not started"))
+        if refusal:
+            raise ApplicationError(refusal.detail, type=refusal.code)
 
     @workflow.signal(name="decision")
     def decision(self, d: ApprovalDecision) -> None:
@@ -116,4 +144,4 @@ class ApprovalMessages:
         signal`: {"admin": "alice", "approve": true, "decision_id": "…", "reason": "…"}.
         Deduplicated on decision_id; a decision that fails the checks is ignored and recorded."""
         if self._approvals and (step := self._approvals.from_signal(d)):
-            self._step(step)
+            self._trail.step(step)

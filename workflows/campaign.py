@@ -8,8 +8,9 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.donation import CAMPAIGN_CLOSE, CampaignInput
+    from contracts.donation import CampaignInput
     from workflows import policies
+    from workflows.activity_refs import close_campaign
 
 
 @workflow.defn(name="CampaignWorkflow")
@@ -24,8 +25,7 @@ class CampaignWorkflow:
             await workflow.wait_condition(lambda: self._closed is not None,
                                           timeout=max(remaining, 0.001))
         except TimeoutError:
-            await workflow.execute_activity(CAMPAIGN_CLOSE, inp, result_type=bool,
-                                            **policies.LEDGER)
+            await workflow.execute_activity(close_campaign, inp, **policies.LEDGER)
             self._closed = "ended"
         return self._closed or "ended"
 

@@ -10,12 +10,23 @@ ApplicationError (not wrapped in an ActivityError)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypedDict
 
 from temporalio.common import RetryPolicy
 
+
+class ActivityPolicy(TypedDict, total=False):
+    """The options a named policy sets; ``**policy`` type-checks against ``execute_activity``
+    and ``execute_local_activity``."""
+
+    start_to_close_timeout: timedelta
+    schedule_to_close_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
 # Short database work (one ledger transaction). Retried quickly and for a bounded time: a
 # transaction either commits once or rolls back, and its idempotency keys make retries safe.
-LEDGER = {
+LEDGER: ActivityPolicy = {
     "start_to_close_timeout": timedelta(seconds=10),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(milliseconds=200),
@@ -27,7 +38,7 @@ LEDGER = {
 
 # Payment gateway calls. Each attempt has its own timeout; the whole retry window stays well
 # inside Stripe's 24 h idempotency-key lifetime, so every retry reuses the same key safely.
-GATEWAY = {
+GATEWAY: ActivityPolicy = {
     "start_to_close_timeout": timedelta(seconds=15),
     "schedule_to_close_timeout": timedelta(hours=6),
     "retry_policy": RetryPolicy(
@@ -40,7 +51,7 @@ GATEWAY = {
 
 # Outbound webhooks: 15 s per attempt (the endpoint's own timeout), backoff from 1 s doubling
 # up to an hour, for a day; a 410 (endpoint gone) or a disabled endpoint is final.
-WEBHOOK_DELIVERY = {
+WEBHOOK_DELIVERY: ActivityPolicy = {
     "start_to_close_timeout": timedelta(seconds=20),
     "schedule_to_close_timeout": timedelta(hours=24),
     "retry_policy": RetryPolicy(

@@ -8,18 +8,13 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.flow import FlowStatus, FlowStep
+    from contracts.flow import FlowStatus
     from contracts.money import format_amount
-    from contracts.purchase import (
-        PURCHASE_APPLY,
-        PURCHASE_EVALUATE,
-        PurchaseEvaluation,
-        PurchaseInput,
-        PurchaseStep,
-        StoreEvent,
-    )
+    from contracts.purchase import PurchaseEvaluation, PurchaseInput, PurchaseStep, StoreEvent
     from contracts.rewards import cashback_for, points_for
+    from workflows import activity_refs as act
     from workflows import policies
+    from workflows.trail import FlowTrail
 
 
 @workflow.defn(name="PurchaseCreditWorkflow")
@@ -30,22 +25,21 @@ class PurchaseCreditWorkflow:
         self._events: list[StoreEvent] = []
         self._seen: set[str] = set()
         self._late: list[str] = []
-        self._state = "received"
+        self._trail = FlowTrail("purchase", "received")
         self._cashback = 0
         self._points = 0
         self._refunded = 0
         self._release_at = ""
         self._hold_key: str | None = None
         self._holds = 0
-        self._steps: list[FlowStep] = []
 
     @workflow.run
     async def run(self, inp: PurchaseInput) -> str:
         self._input = inp
-        self._step("received")
-        self._eval = ev = await workflow.execute_activity(
-            PURCHASE_EVALUATE, inp, result_type=PurchaseEvaluation, **policies.LEDGER)
-        self._step(f"attributed_{ev.method}")
+        self._trail.step("received")
+        self._eval = ev = await workflow.execute_activity(act.evaluate_purchase, inp,
+                                                          **policies.LEDGER)
+        self._trail.step(f"attributed_{ev.method}")
         self._cashback, self._points = ev.cashback, ev.points
         if not ev.eligible or (ev.cashback == 0 and ev.points == 0):
             return await self._finish("not_eligible")
@@ -71,7 +65,7 @@ class PurchaseCreditWorkflow:
             self._cashback = cashback_for(kept, ev.rate)
             self._points = points_for(kept, inp.amount.currency, ev.points_per_unit)
             await self._apply(state="pending", void=True, hold=self._cashback)
-            self._step("reduced_by_refund")
+            self._trail.step("reduced_by_refund")
 
         await self._apply(state="available", post=True, points=self._points)
         return await self._finish("available")
@@ -84,7 +78,7 @@ class PurchaseCreditWorkflow:
         if hold > 0:
             new_key = f"{inp.flow_id}:cashback:{self._holds}"
             self._holds += 1
-        await workflow.execute_activity(PURCHASE_APPLY, PurchaseStep(
+        await workflow.execute_activity(act.apply_purchase_step, PurchaseStep(
             tenant_id=inp.tenant_id, flow_id=inp.flow_id, store_order_id=inp.store_order_id,
             user_id=inp.user_id, currency=inp.amount.currency, state=state,
             void_key=self._hold_key if void else None,
@@ -94,13 +88,13 @@ class PurchaseCreditWorkflow:
         ), **policies.LEDGER)
         if void or new_key:
             self._hold_key = new_key
-        self._state = state
-        self._step(state)
+        self._trail.state = state
+        self._trail.step(state)
 
     async def _finish(self, state: str) -> str:
-        self._state = state
-        if not self._steps or self._steps[-1].name != state:
-            self._step(state)
+        self._trail.state = state
+        if not self._trail.steps or self._trail.steps[-1].name != state:
+            self._trail.step(state)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
 
@@ -111,8 +105,8 @@ class PurchaseCreditWorkflow:
         if event.event_id in self._seen:
             return
         self._seen.add(event.event_id)
-        if self._state in ("available", "reversed", "not_eligible"):
-            self._late.append(f"{event.event_id}: {event.kind} after {self._state}")
+        if self._trail.state in ("available", "reversed", "not_eligible"):
+            self._late.append(f"{event.event_id}: {event.kind} after {self._trail.state}")
             return
         self._events.append(event)
 
@@ -128,18 +122,10 @@ class PurchaseCreditWorkflow:
                            tier=self._eval.tier, cashback_rate=self._eval.rate)
         if self._late:
             details["late_events"] = "; ".join(self._late[-10:])
-        return FlowStatus(
-            flow_id=inp.flow_id, kind="purchase", state=self._state, tenant_id=inp.tenant_id,
-            user_id=inp.user_id,
-            amounts={"order": format_amount(inp.amount.amount, cur), "currency": cur,
-                     "cashback": format_amount(self._cashback, cur),
-                     "refunded": format_amount(self._refunded, cur), "points": str(self._points)},
-            steps=list(self._steps), created_at=self._steps[0].at if self._steps else "",
-            updated_at=self._steps[-1].at if self._steps else "", details=details,
-        )
-
-    def _step(self, name: str) -> None:
-        self._steps.append(FlowStep(name, workflow.now().isoformat()))
+        return self._trail.status(inp, {
+            "order": format_amount(inp.amount.amount, cur), "currency": cur,
+            "cashback": format_amount(self._cashback, cur),
+            "refunded": format_amount(self._refunded, cur), "points": str(self._points)}, details)
 
 
 def _refund(event: StoreEvent) -> int:

@@ -10,33 +10,23 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.flow import FlowStatus, FlowStep
+    from contracts.errors import ErrorCode, Failure
+    from contracts.flow import FlowStatus
     from contracts.gateway import (
-        CREATE_REFUND,
-        PAYMENT_PENDING,
         PAYMENT_SUCCEEDED,
-        RETRIEVE_REFUND,
         CreateRefundRequest,
         GatewayRefund,
         RefundEvent,
         RefundRef,
     )
     from contracts.money import Money, format_amount
-    from contracts.purchase import StoreEvent
-    from contracts.refund import (
-        REFUND_CLAWBACK,
-        REFUND_RESERVE,
-        REFUND_SETTLE,
-        ClawbackRequest,
-        ClawbackResult,
-        RefundInput,
-        RefundPlan,
-        RefundReservation,
-        RefundSettlement,
-    )
+    from contracts.refund import RefundInput, RefundPlan, RefundReservation, RefundSettlement
+    from workflows import activity_refs as act
     from workflows import policies
-    from workflows.approvals import ApprovalMessages, Approvals
-    from workflows.gateway_events import GatewayEvents
+    from workflows.approvals import ApprovalMessages, Approvals, ending
+    from workflows.cashback import claw_back
+    from workflows.gateway_events import GatewayEvents, gateway_word
+    from workflows.trail import FlowTrail, failure_of
 
 ANSWERED = ("refunded", "refused", "rejected", "expired", "failed", "awaiting_approval",
             "awaiting_gateway")
@@ -46,115 +36,77 @@ ANSWERED = ("refunded", "refused", "rejected", "expired", "failed", "awaiting_ap
 class RefundWorkflow(ApprovalMessages):
     def __init__(self) -> None:
         self._input: RefundInput | None = None
-        self._state = "requested"
-        self._error: str | None = None
+        self._trail = FlowTrail("refund", "requested")
         self._approvals: Approvals | None = None
         self._plan: RefundPlan | None = None
         self._refund: GatewayRefund | None = None
         self._events: GatewayEvents[RefundEvent] = GatewayEvents(lambda e: e.refund_id, "refund")
-        self._steps: list[FlowStep] = []
 
     @workflow.run
     async def run(self, inp: RefundInput) -> str:
         self._input = inp
-        self._approvals = approvals = Approvals(inp.admins, inp.requested_by, 1, "refund")
-        self._step("requested")
+        self._approvals = Approvals(inp.admins, inp.requested_by, 1, "refund")
+        self._trail.step("requested")
         if inp.needs_approval:
-            self._state = "awaiting_approval"
-            approvals.open = True
-            try:
-                await workflow.wait_condition(lambda: approvals.done, timeout=timedelta(
-                    seconds=inp.approval_window_seconds))
-            except TimeoutError:
-                return await self._finish("expired", "no decision within the approval window",
-                                          release=False)
-            finally:
-                approvals.open = False
-            if approvals.rejection:
-                return await self._finish("rejected", approvals.rejection, release=False)
-            self._state = "processing"
-
+            self._trail.state = "awaiting_approval"
+            if failure := await self._approvals.wait(inp.approval_window_seconds):
+                return await self._finish(ending(failure), failure, release=False)
+            self._trail.state = "processing"
         try:
-            self._plan = await workflow.execute_activity(
-                REFUND_RESERVE, RefundReservation(inp.tenant_id, inp.flow_id, inp.order_id,
-                                                  inp.amount.amount, inp.destination),
-                result_type=RefundPlan, **policies.LEDGER)
+            self._plan = await workflow.execute_activity(act.reserve_refund, RefundReservation(
+                inp.tenant_id, inp.flow_id, inp.order_id, inp.amount.amount, inp.destination),
+                **policies.LEDGER)
         except ActivityError as e:
-            return await self._finish("refused", str(e.cause or e), release=False)
-        self._step("reserved")
-
-        if self._plan.card and not await self._refund_card(inp, self._plan):
-            return await self._finish("failed", self._error, release=True)
+            return await self._finish("refused", failure_of(e, ErrorCode.INTERNAL_ERROR),
+                                      release=False)
+        self._trail.step("reserved")
+        if self._plan.card and (failure := await self._refund_card(inp, self._plan)):
+            return await self._finish("failed", failure, release=True)
         await self._settle("refunded", None)
-        await self._claw_back(inp)
+        if step := await claw_back(inp.tenant_id, inp.flow_id, inp.order_id, inp.amount):
+            self._trail.step(step)
         return await self._finish("refunded", None, release=False)
 
-    async def _refund_card(self, inp: RefundInput, plan: RefundPlan) -> bool:
+    async def _refund_card(self, inp: RefundInput, plan: RefundPlan) -> Failure | None:
         """The gateway refund, confirmed by its webhook (or, at the deadline, by asking)."""
         assert plan.payment_id is not None
-        self._state = "awaiting_gateway"
+        self._trail.state = "awaiting_gateway"
         try:
-            self._refund = await workflow.execute_activity(
-                CREATE_REFUND, CreateRefundRequest(
+            refund = self._refund = await workflow.execute_activity(
+                act.create_refund, CreateRefundRequest(
                     inp.tenant_id, inp.flow_id, plan.payment_id,
                     Money(plan.card, inp.amount.currency), f"{inp.flow_id}:gateway-refund",
-                    plan.gateway),
-                result_type=GatewayRefund, **policies.GATEWAY)
+                    plan.gateway), **policies.GATEWAY)
         except ActivityError as e:
-            self._error = f"gateway refund refused: {e.cause or e}"
-            return False
-        self._step("gateway_refund_created")
-        self._events.expect(self._refund.refund_id)
-        if self._refund.status == PAYMENT_PENDING:
-            try:
-                await workflow.wait_condition(lambda: self._events.decisive is not None,
-                                              timeout=timedelta(seconds=inp.gateway_wait_seconds))
-                event = self._events.decisive
-                assert event is not None
-                status, reason = event.status, event.failure_reason
-            except TimeoutError:
-                final = await workflow.execute_activity(
-                    RETRIEVE_REFUND, RefundRef(plan.gateway, self._refund.refund_id),
-                    result_type=GatewayRefund, **policies.GATEWAY)
-                status, reason = final.status, final.failure_reason
-        else:
-            status, reason = self._refund.status, self._refund.failure_reason
-        if status != PAYMENT_SUCCEEDED:
-            self._error = f"gateway refund {status}: {reason or 'no reason given'}"
-            return False
-        self._step("gateway_refund_succeeded")
-        return True
+            return failure_of(e, ErrorCode.GATEWAY_REFUSED, "gateway refund refused")
+        self._trail.step("gateway_refund_created")
+        self._events.expect(refund.refund_id)
+        word = await gateway_word(
+            self._events, timedelta(seconds=inp.gateway_wait_seconds),
+            lambda: workflow.execute_activity(act.retrieve_refund, RefundRef(
+                plan.gateway, refund.refund_id), **policies.GATEWAY), created=refund)
+        if word.status != PAYMENT_SUCCEEDED:
+            return Failure(ErrorCode.REFUND_FAILED,
+                           f"gateway refund {word.status}: {word.reason or 'no reason given'}")
+        self._trail.step("gateway_refund_succeeded")
+        return None
 
     async def _settle(self, outcome: str, status: str | None) -> None:
         inp, plan = self._input, self._plan or RefundPlan()
         assert inp is not None
-        await workflow.execute_activity(REFUND_SETTLE, RefundSettlement(
+        await workflow.execute_activity(act.settle_refund, RefundSettlement(
             tenant_id=inp.tenant_id, flow_id=inp.flow_id, order_id=inp.order_id,
             user_id=inp.user_id, currency=inp.amount.currency, outcome=outcome,
             wallet=plan.wallet, card=plan.card, reserved=inp.amount.amount,
-            gateway=plan.gateway, status=status or outcome, error=self._error),
-            result_type=str, **policies.LEDGER)
+            gateway=plan.gateway, status=status or outcome, error=self._trail.error),
+            **policies.LEDGER)
 
-    async def _claw_back(self, inp: RefundInput) -> None:
-        result = await workflow.execute_activity(
-            REFUND_CLAWBACK, ClawbackRequest(inp.tenant_id, inp.flow_id, inp.order_id,
-                                             inp.amount),
-            result_type=ClawbackResult, **policies.LEDGER)
-        if result.action == "signal_purchase" and result.purchase_flow_id:
-            # A still-pending cashback is reduced by its own flow.
-            await workflow.get_external_workflow_handle(result.purchase_flow_id).signal(
-                "store_event", StoreEvent(f"refund:{inp.flow_id}", "refunded",
-                                          refund=inp.amount))
-        if result.action != "none":
-            self._step(f"cashback_{result.action}")
-
-    async def _finish(self, state: str, error: str | None, release: bool) -> str:
+    async def _finish(self, state: str, failure: Failure | None, release: bool) -> str:
         """Record the end; ``release`` gives back the capacity this refund had reserved."""
-        self._error = error
+        self._trail.failure = failure
         if state != "refunded":
             await self._settle("released" if release else "closed", state)
-        self._state = state  # reported once the database says so
-        self._step(state)
+        self._trail.end(state, failure)  # reported once the database says so
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
 
@@ -167,8 +119,8 @@ class RefundWorkflow(ApprovalMessages):
     @workflow.update(name="outcome")
     async def outcome(self) -> str:
         """Waits until the refund is done, refused, or waiting for an approval or the gateway."""
-        await workflow.wait_condition(lambda: self._state in ANSWERED)
-        return self._state
+        await workflow.wait_condition(lambda: self._trail.state in ANSWERED)
+        return self._trail.state
 
     @workflow.query(name="status")
     def status(self) -> FlowStatus:
@@ -184,15 +136,6 @@ class RefundWorkflow(ApprovalMessages):
             details["gateway_refund_id"] = self._refund.refund_id
         if self._approvals and inp.needs_approval:
             details.update(self._approvals.summary())
-        if self._events.ignored:
-            details["ignored_events"] = "; ".join(self._events.ignored[-10:])
-        return FlowStatus(
-            flow_id=inp.flow_id, kind="refund", state=self._state, tenant_id=inp.tenant_id,
-            user_id=inp.user_id, amounts={"refund": format_amount(inp.amount.amount, cur),
-                                          "currency": cur},
-            steps=list(self._steps), created_at=self._steps[0].at if self._steps else "",
-            updated_at=self._steps[-1].at if self._steps else "", error=self._error,
-            details=details)
-
-    def _step(self, name: str) -> None:
-        self._steps.append(FlowStep(name, workflow.now().isoformat()))
+        details.update(self._events.details())
+        return self._trail.status(
+            inp, {"refund": format_amount(inp.amount.amount, cur), "currency": cur}, details)

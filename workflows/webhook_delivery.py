@@ -7,7 +7,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.webhooks import DELIVER_WEBHOOK, GIVE_UP_WEBHOOK, DeliveryInput
+    from contracts.webhooks import DeliveryInput
+    from workflows import activity_refs as act
     from workflows import policies
 
 
@@ -16,10 +17,10 @@ class WebhookDeliveryWorkflow:
     @workflow.run
     async def run(self, inp: DeliveryInput) -> str:
         try:
-            return await workflow.execute_activity(DELIVER_WEBHOOK, inp, result_type=str,
+            return await workflow.execute_activity(act.deliver_webhook, inp,
                                                    **policies.WEBHOOK_DELIVERY)
         except ActivityError as e:
             reason = str(e.cause or e)
-            await workflow.execute_activity(GIVE_UP_WEBHOOK, args=[inp, reason],
+            await workflow.execute_activity(act.give_up_webhook, args=[inp, reason],
                                             **policies.LEDGER)
             return f"failed: {reason}"

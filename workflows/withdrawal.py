@@ -10,27 +10,22 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.flow import FlowStatus, FlowStep
+    from contracts.errors import ErrorCode, Failure
+    from contracts.flow import FlowStatus
     from contracts.gateway import (
-        CREATE_PAYOUT,
-        PAYMENT_PENDING,
         PAYMENT_SUCCEEDED,
-        RETRIEVE_PAYOUT,
         GatewayPayout,
         PayoutEvent,
         PayoutRef,
         PayoutRequest,
     )
     from contracts.money import format_amount
-    from contracts.withdrawal import (
-        WITHDRAWAL_HOLD,
-        WITHDRAWAL_SETTLE,
-        WithdrawalInput,
-        WithdrawalStep,
-    )
+    from contracts.withdrawal import WithdrawalInput, WithdrawalStep
+    from workflows import activity_refs as act
     from workflows import policies
-    from workflows.approvals import ApprovalMessages, Approvals
-    from workflows.gateway_events import GatewayEvents
+    from workflows.approvals import ApprovalMessages, Approvals, ending
+    from workflows.gateway_events import GatewayEvents, gateway_word
+    from workflows.trail import FlowTrail, failure_of
 
 ANSWERED = ("awaiting_approval", "refused")
 
@@ -39,74 +34,54 @@ ANSWERED = ("awaiting_approval", "refused")
 class WithdrawalWorkflow(ApprovalMessages):
     def __init__(self) -> None:
         self._input: WithdrawalInput | None = None
-        self._state = "requested"
-        self._error: str | None = None
+        self._trail = FlowTrail("withdrawal", "requested")
         self._approvals: Approvals | None = None
         self._payout: GatewayPayout | None = None
         self._events: GatewayEvents[PayoutEvent] = GatewayEvents(lambda e: e.payout_id, "payout")
-        self._steps: list[FlowStep] = []
 
     @workflow.run
     async def run(self, inp: WithdrawalInput) -> str:
         self._input = inp
-        self._approvals = approvals = Approvals(inp.admins, inp.requested_by,
-                                                inp.approvals_required, "withdrawal")
-        self._step("requested")
+        self._approvals = Approvals(inp.admins, inp.requested_by, inp.approvals_required,
+                                    "withdrawal")
+        self._trail.step("requested")
         try:
-            await workflow.execute_activity(WITHDRAWAL_HOLD, self._change("hold",
-                                                                         "awaiting_approval"),
+            await workflow.execute_activity(act.hold_withdrawal,
+                                            self._change("hold", "awaiting_approval"),
                                             **policies.LEDGER)
         except ActivityError as e:
-            return await self._finish("refused", str(e.cause or e), "none")
-        self._state = "awaiting_approval"
-        approvals.open = True
-        self._step("funds_held")
+            return await self._finish("refused", failure_of(e, ErrorCode.INTERNAL_ERROR), "none")
+        self._trail.state = "awaiting_approval"
+        self._trail.step("funds_held")
+        if failure := await self._approvals.wait(inp.approval_window_seconds):
+            return await self._finish(ending(failure), failure, "void")
 
-        try:
-            await workflow.wait_condition(lambda: approvals.done,
-                                          timeout=timedelta(seconds=inp.approval_window_seconds))
-        except TimeoutError:
-            return await self._finish("expired", "no decision within the approval window",
-                                      "void")
-        finally:
-            approvals.open = False
-        if approvals.rejection:
-            return await self._finish("rejected", approvals.rejection, "void")
-
-        self._state = "paying_out"
-        await workflow.execute_activity(WITHDRAWAL_SETTLE, self._change("none", "approved"),
+        self._trail.state = "paying_out"
+        await workflow.execute_activity(act.settle_withdrawal, self._change("none", "approved"),
                                         **policies.LEDGER)
-        paid, reason = await self._pay_out(inp)
-        if not paid:
-            return await self._finish("payout_failed", reason, "void")
+        if failure := await self._pay_out(inp):
+            return await self._finish("payout_failed", failure, "void")
         return await self._finish("paid", None, "post")
 
-    async def _pay_out(self, inp: WithdrawalInput) -> tuple[bool, str | None]:
+    async def _pay_out(self, inp: WithdrawalInput) -> Failure | None:
+        """The payout, confirmed by its webhook (or, at the deadline, by asking the gateway)."""
         try:
-            self._payout = await workflow.execute_activity(
-                CREATE_PAYOUT, PayoutRequest(inp.tenant_id, inp.flow_id, inp.amount, inp.method,
-                                             inp.destination, f"{inp.flow_id}:payout",
-                                             inp.gateway),
-                result_type=GatewayPayout, **policies.GATEWAY)
+            payout = self._payout = await workflow.execute_activity(
+                act.create_payout, PayoutRequest(
+                    inp.tenant_id, inp.flow_id, inp.amount, inp.method, inp.destination,
+                    f"{inp.flow_id}:payout", inp.gateway), **policies.GATEWAY)
         except ActivityError as e:
-            return False, f"payout refused: {e.cause or e}"
-        self._step("payout_created")
-        self._events.expect(self._payout.payout_id)
-        status, reason = self._payout.status, self._payout.failure_reason
-        if status == PAYMENT_PENDING:
-            try:
-                await workflow.wait_condition(lambda: self._events.decisive is not None,
-                                              timeout=timedelta(seconds=inp.payout_wait_seconds))
-                event = self._events.decisive
-                assert event is not None
-                status, reason = event.status, event.failure_reason
-            except TimeoutError:
-                final = await workflow.execute_activity(
-                    RETRIEVE_PAYOUT, PayoutRef(self._payout.gateway, self._payout.payout_id),
-                    result_type=GatewayPayout, **policies.GATEWAY)
-                status, reason = final.status, final.failure_reason or "not confirmed in time"
-        return status == PAYMENT_SUCCEEDED, (None if status == PAYMENT_SUCCEEDED
-                                              else f"payout {status}: {reason}")
+            return failure_of(e, ErrorCode.GATEWAY_REFUSED, "payout refused")
+        self._trail.step("payout_created")
+        self._events.expect(payout.payout_id)
+        word = await gateway_word(
+            self._events, timedelta(seconds=inp.payout_wait_seconds),
+            lambda: workflow.execute_activity(act.retrieve_payout, PayoutRef(
+                payout.gateway, payout.payout_id), **policies.GATEWAY), created=payout)
+        if word.status == PAYMENT_SUCCEEDED:
+            return None
+        reason = word.reason or ("not confirmed in time" if word.asked else "no reason given")
+        return Failure(ErrorCode.PAYOUT_FAILED, f"payout {word.status}: {reason}")
 
     def _change(self, action: str, status: str, error: str | None = None) -> WithdrawalStep:
         inp = self._input
@@ -115,11 +90,11 @@ class WithdrawalWorkflow(ApprovalMessages):
                               status, inp.daily_max,
                               self._payout.payout_id if self._payout else None, error)
 
-    async def _finish(self, state: str, error: str | None, action: str) -> str:
-        await workflow.execute_activity(WITHDRAWAL_SETTLE, self._change(action, state, error),
-                                        **policies.LEDGER)
-        self._state, self._error = state, error  # reported once the ledger reflects it
-        self._step(state)
+    async def _finish(self, state: str, failure: Failure | None, action: str) -> str:
+        await workflow.execute_activity(
+            act.settle_withdrawal,
+            self._change(action, state, failure.detail if failure else None), **policies.LEDGER)
+        self._trail.end(state, failure)  # reported once the ledger reflects it
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
 
@@ -131,8 +106,8 @@ class WithdrawalWorkflow(ApprovalMessages):
 
     @workflow.update(name="outcome")
     async def outcome(self) -> str:
-        await workflow.wait_condition(lambda: self._state in ANSWERED)
-        return self._state
+        await workflow.wait_condition(lambda: self._trail.state in ANSWERED)
+        return self._trail.state
 
     @workflow.query(name="status")
     def status(self) -> FlowStatus:
@@ -144,15 +119,6 @@ class WithdrawalWorkflow(ApprovalMessages):
                    **(self._approvals.summary() if self._approvals else {})}
         if self._payout:
             details["payout_id"] = self._payout.payout_id
-        if self._events.ignored:
-            details["ignored_events"] = "; ".join(self._events.ignored[-10:])
-        return FlowStatus(
-            flow_id=inp.flow_id, kind="withdrawal", state=self._state, tenant_id=inp.tenant_id,
-            user_id=inp.user_id, amounts={"amount": format_amount(inp.amount.amount, cur),
-                                          "currency": cur},
-            steps=list(self._steps), created_at=self._steps[0].at if self._steps else "",
-            updated_at=self._steps[-1].at if self._steps else "", error=self._error,
-            details=details)
-
-    def _step(self, name: str) -> None:
-        self._steps.append(FlowStep(name, workflow.now().isoformat()))
+        details.update(self._events.details())
+        return self._trail.status(
+            inp, {"amount": format_amount(inp.amount.amount, cur), "currency": cur}, details)

@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.engine import async_url
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()
 
 
 async def _main() -> None:
-    engine = create_async_engine(async_url(context.config.get_main_option("sqlalchemy.url")))
+    engine = create_async_engine(async_url(context.config.get_main_option("sqlalchemy.url") or ""))
     async with engine.connect() as conn:
         await conn.run_sync(_run)
         await conn.commit()

@@ -9,6 +9,8 @@ and never deadlock. A refusal in one request writes nothing for it and does not 
 others (refusals are returned, not raised). A same-key race (SQLSTATE WL001) aborts the whole
 statement; the caller then posts the requests one by one.
 
+The function's source is db/sql/0009_ledger_post_many.sql.
+
 Revision ID: 0009
 Revises: 0008
 """
@@ -17,6 +19,8 @@ import importlib
 
 from alembic import op
 
+from db.sqlfiles import read_sql
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -24,34 +28,7 @@ depends_on = None
 
 statements = importlib.import_module("db.migrations.versions.0001_initial").statements
 
-UPGRADE = r"""
-CREATE FUNCTION ledger_post_many(p_tenants uuid[], p_flows text[], p_pending boolean[],
-                                 p_ends int[], p_keys text[], p_debits bigint[],
-                                 p_credits bigint[], p_amounts bigint[], p_currencies text[],
-                                 p_kinds text[], p_metas text[], p_events jsonb)
-RETURNS TABLE (request int, idempotency_key text, transfer_id bigint, state text,
-               replayed boolean, problem text)
-LANGUAGE plpgsql AS $$
-DECLARE
-    lo int := 1;
-    hi int;
-    i  int;
-BEGIN
-    -- Request i owns transfers lo..p_ends[i] of the flat arrays; its events are p_events[i].
-    PERFORM 1 FROM accounts a WHERE a.id = ANY(p_debits || p_credits) ORDER BY a.id FOR UPDATE;
-    FOR i IN 1..cardinality(p_ends) LOOP
-        hi := p_ends[i];
-        RETURN QUERY SELECT i, lp.idempotency_key, lp.transfer_id, lp.state, lp.replayed,
-                            lp.problem
-          FROM ledger_post(p_tenants[i], p_flows[i], p_pending[i], p_keys[lo:hi],
-                           p_debits[lo:hi], p_credits[lo:hi], p_amounts[lo:hi],
-                           p_currencies[lo:hi], p_kinds[lo:hi], p_metas[lo:hi],
-                           p_events -> (i - 1)) lp;
-        lo := hi + 1;
-    END LOOP;
-END
-$$;
-"""
+UPGRADE = "\n" + read_sql("0009_ledger_post_many.sql")
 
 DOWNGRADE = r"""
 DROP FUNCTION ledger_post_many(uuid[], text[], boolean[], int[], text[], bigint[], bigint[],

@@ -1,0 +1,1 @@
+"""walletflow benchmark (see bench/README.md); `bench/run.py` is the command."""

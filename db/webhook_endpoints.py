@@ -1,0 +1,109 @@
+"""Outbound webhooks: tenants' endpoints (with their ``whsec_`` secrets) and the deliveries
+to them. Nothing here commits: the caller owns the transaction."""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import secrets
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def new_secret() -> str:
+    """A fresh endpoint signing secret (Standard Webhooks' ``whsec_`` + base64)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+class WebhookEndpointRepository:
+    """Tenants' outbound webhook endpoints and their deliveries (shared by the API and CLI)."""
+
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def create(self, tenant_id: str, endpoint_id: str, url: str, event_types: list[str],
+                     secret: str) -> Any:
+        return (await self.session.execute(text(
+            "INSERT INTO webhook_endpoints (id, tenant_id, url, event_types, secret) "
+            "VALUES (:i, :t, :u, :e, :s) RETURNING *"),
+            {"i": endpoint_id, "t": tenant_id, "u": url, "e": event_types, "s": secret})).one()
+
+    async def list(self, tenant_id: str) -> list[Any]:
+        return list((await self.session.execute(text(
+            "SELECT * FROM webhook_endpoints WHERE tenant_id = :t ORDER BY created_at"),
+            {"t": tenant_id})).all())
+
+    async def rotate(self, tenant_id: str, endpoint_id: str, secret: str) -> Any | None:
+        """The new secret signs from now on; the old one keeps signing beside it for 24 h."""
+        return (await self.session.execute(text(
+            "UPDATE webhook_endpoints SET previous_secret = secret, secret = :s, "
+            "previous_valid_until = now() + interval '24 hours' WHERE id = :i AND tenant_id = :t "
+            "RETURNING *"), {"s": secret, "i": endpoint_id, "t": tenant_id})).first()
+
+    async def deliveries(self, tenant_id: str, endpoint_id: str | None = None,
+                         status: str | None = None, limit: int = 200) -> builtins.list[Any]:
+        return list((await self.session.execute(text(
+            "SELECT d.*, o.type, coalesce((SELECT json_agg(json_build_object('at', a.at, "
+            "'status_code', a.status_code, 'error', a.error) ORDER BY a.id) "
+            "FROM webhook_attempts a WHERE a.delivery_id = d.id), '[]') AS attempt_log "
+            "FROM webhook_deliveries d JOIN outbox_events o ON o.id = d.event_id "
+            "WHERE d.tenant_id = :t AND (CAST(:e AS text) IS NULL OR d.endpoint_id = :e) "
+            "AND (CAST(:s AS text) IS NULL OR d.status = :s) "
+            "ORDER BY d.created_at DESC LIMIT :n"),
+            {"t": tenant_id, "e": endpoint_id, "s": status, "n": limit})).all())
+
+    async def reopen(self, tenant_id: str, delivery_id: str) -> bool:
+        """Mark a delivery pending again before it is re-sent (same webhook-id)."""
+        return (await self.session.execute(text(
+            "UPDATE webhook_deliveries SET status = 'pending' WHERE id = :d AND tenant_id = :t "
+            "RETURNING id"), {"d": delivery_id, "t": tenant_id})).first() is not None
+
+
+class DeliveryRepository:
+    """One delivery's life as the worker sends it: its event and endpoint, each attempt, the
+    outcome."""
+
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def load(self, delivery_id: str) -> dict[str, Any]:
+        """The delivery with its endpoint (url, secrets, disabled?) and event (type, payload)."""
+        row = (await self.session.execute(text(
+            "SELECT d.id, d.status, e.url, e.secret, e.previous_secret, "
+            "e.previous_valid_until > now() AS previous_valid, e.disabled_at, "
+            "o.type, o.payload, o.created_at FROM webhook_deliveries d "
+            "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+            "JOIN outbox_events o ON o.id = d.event_id WHERE d.id = :d"),
+            {"d": delivery_id})).one()
+        return dict(row._mapping)
+
+    async def record_attempt(self, delivery_id: str, status: int | None, error: str | None,
+                             duration_ms: int) -> None:
+        await self.session.execute(text(
+            "INSERT INTO webhook_attempts (delivery_id, status_code, error, duration_ms) "
+            "VALUES (:d, :s, :e, :ms)"),
+            {"d": delivery_id, "s": status, "e": error, "ms": duration_ms})
+        await self.session.execute(text(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = :s, "
+            "last_error = :e WHERE id = :d"), {"d": delivery_id, "s": status, "e": error})
+
+    async def finish(self, delivery_id: str, status: str, error: str | None) -> None:
+        await self.session.execute(text(
+            "UPDATE webhook_deliveries SET status = :st, delivered_at = CASE WHEN "
+            ":st = 'delivered' THEN now() END, last_error = coalesce(:e, last_error) "
+            "WHERE id = :d"), {"d": delivery_id, "st": status, "e": error})
+
+    async def give_up(self, delivery_id: str, reason: str) -> None:
+        """A pending delivery whose retries ran out is failed."""
+        await self.session.execute(text(
+            "UPDATE webhook_deliveries SET status = 'failed', last_error = :e "
+            "WHERE id = :d AND status = 'pending'"), {"d": delivery_id, "e": reason})
+
+    async def disable_endpoint(self, delivery_id: str, reason: str) -> None:
+        """Disable the delivery's endpoint (it answered 410 Gone)."""
+        await self.session.execute(text(
+            "UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = :r "
+            "WHERE id = (SELECT endpoint_id FROM webhook_deliveries WHERE id = :d)"),
+            {"d": delivery_id, "r": reason})
