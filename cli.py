@@ -85,10 +85,8 @@ async def cmd_key_create(args: argparse.Namespace) -> int:
 
 async def cmd_key_rotate(args: argparse.Namespace) -> int:
     """Revoke a key and issue a new one with the same scopes and holder."""
-    from db.keys import ApiKeyRepository
-
     async with tenant_transaction(args.tenant) as (session, tenant):
-        old = await ApiKeyRepository(session).revoke(tenant["id"], args.key_id)
+        old = await TenantRepository(session).revoke_key(tenant["id"], args.key_id)
         if old is None:
             raise NoTenant(f"{args.tenant} has no active key {args.key_id}")
         scopes, actor = old

@@ -85,10 +85,10 @@ def _activity_error(e: Exception) -> Exception:
     if isinstance(e, LedgerError):  # a business refusal: retrying cannot change the answer
         return ledger_refused(e)
     if isinstance(e, LedgerRace):
-        return ApplicationError(str(e), type="ledger_retry")
+        return ApplicationError(str(e), type=ErrorCode.LEDGER_RETRY.value)
     if isinstance(e, IntegrityError):
         # A constraint fired under a race the locks should have prevented: retry.
-        return ApplicationError(f"ledger constraint: {e.orig}", type="ledger_retry")
+        return ApplicationError(f"ledger constraint: {e.orig}", type=ErrorCode.LEDGER_RETRY.value)
     if isinstance(e, DBAPIError):
         return ApplicationError(f"database unavailable: {e.orig}",
                                 type=ErrorCode.DB_UNAVAILABLE.value)

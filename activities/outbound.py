@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from contracts.errors import ErrorCode
 from contracts.events import EMIT_EVENT, EventOut
 from contracts.webhooks import DELIVER_WEBHOOK, GIVE_UP_WEBHOOK, DeliveryInput
 from db.outbox import emit
@@ -61,7 +62,7 @@ class WebhookActivities:
             d = await DeliveryRepository(session).load(inp.delivery_id)
         if d["disabled_at"] is not None:
             await self._finish(inp.delivery_id, "disabled", "the endpoint is disabled")
-            raise ApplicationError("endpoint disabled", type="endpoint_disabled",
+            raise ApplicationError("endpoint disabled", type=ErrorCode.ENDPOINT_DISABLED.value,
                                    non_retryable=True)
         body, headers = _request(inp.delivery_id, d)
         started = time.monotonic()
@@ -81,9 +82,10 @@ class WebhookActivities:
             async with self.sessions.begin() as session:
                 await DeliveryRepository(session).disable_endpoint(inp.delivery_id, "410 Gone")
             await self._finish(inp.delivery_id, "disabled", "410 Gone")
-            raise ApplicationError("the endpoint answered 410 Gone", type="endpoint_gone",
-                                   non_retryable=True)
-        raise ApplicationError(f"endpoint answered {status or error}", type="delivery_failed")
+            raise ApplicationError("the endpoint answered 410 Gone",
+                                   type=ErrorCode.ENDPOINT_GONE.value, non_retryable=True)
+        raise ApplicationError(f"endpoint answered {status or error}",
+                               type=ErrorCode.DELIVERY_FAILED.value)
 
     @activity.defn(name=EMIT_EVENT)
     async def emit(self, event: EventOut) -> None:

@@ -68,9 +68,13 @@ ERRORS: dict[E, tuple[int, str]] = {
     E.REFUND_FAILED: (422, "Refund failed"),
     E.LEDGER_CONFLICT: (409, "Ledger conflict"),
     E.ACCOUNT_MISSING: (422, "Account missing"),
+    E.DELIVERY_FAILED: (502, "Delivery failed"),
+    E.ENDPOINT_GONE: (410, "Endpoint gone"),
+    E.ENDPOINT_DISABLED: (409, "Endpoint disabled"),
     E.TEMPORAL_UNAVAILABLE: (503, "Temporal unavailable"),
     E.DB_UNAVAILABLE: (503, "Database unavailable"),
     E.GATEWAY_UNAVAILABLE: (503, "Gateway unavailable"),
+    E.LEDGER_RETRY: (503, "Ledger busy"),
     E.INTERNAL_ERROR: (500, "Internal error"),
 }
 

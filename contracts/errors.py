@@ -68,10 +68,15 @@ class ErrorCode(StrEnum):
     REFUND_FAILED = "refund_failed"
     LEDGER_CONFLICT = "ledger_conflict"
     ACCOUNT_MISSING = "account_missing"
+    # -- outbound webhook deliveries (never an API answer) ------------------------------------
+    DELIVERY_FAILED = "delivery_failed"
+    ENDPOINT_GONE = "endpoint_gone"
+    ENDPOINT_DISABLED = "endpoint_disabled"
     # -- dependencies -----------------------------------------------------------------------------
     TEMPORAL_UNAVAILABLE = "temporal_unavailable"
     DB_UNAVAILABLE = "db_unavailable"
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
+    LEDGER_RETRY = "ledger_retry"  # a transient ledger race: retried
     INTERNAL_ERROR = "internal_error"
 
 

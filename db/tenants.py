@@ -69,6 +69,15 @@ class TenantRepository:
         )
         return key
 
+    async def revoke_key(self, tenant_id: str, key_id: str) -> tuple[list[str], str] | None:
+        """Revoke a tenant's active key; its (scopes, actor), or None when there is no such
+        active key."""
+        row = (await self.session.execute(text(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = :k AND tenant_id = :t "
+            "AND revoked_at IS NULL RETURNING scopes, actor"),
+            {"k": key_id, "t": tenant_id})).first()
+        return (list(row.scopes), row.actor) if row is not None else None
+
     async def admins(self, tenant_id: str) -> list[str]:
         """Holders of the tenant's active admin keys (who may approve)."""
         return list((await self.session.execute(text(

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.signatures import widget_signature
-from db.repositories import StoreRepository
+from db.stores import StoreRepository
 from tests.support import Tenant
 
 

@@ -14,7 +14,8 @@ import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.repositories import TenantRepository, UserRepository
+from db.tenants import TenantRepository
+from db.users import UserRepository
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ import json
 
 from sqlalchemy import text
 
-from db.repositories import TenantRepository
+from db.tenants import TenantRepository
 from tests.support import Tenant, balances, count_rows, eventually, set_rewards
 from tests.test_orders import fund, order, pay, revenue
 

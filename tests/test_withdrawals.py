@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from contracts.approvals import ApprovalDecision
-from db.repositories import TenantRepository
+from db.tenants import TenantRepository
 from tests.support import Tenant, balances, count_rows, create_tenant, eventually
 from tests.test_orders import fund
 

@@ -14,6 +14,8 @@ from typing import TypedDict
 
 from temporalio.common import RetryPolicy
 
+from contracts.errors import ErrorCode
+
 
 class ActivityPolicy(TypedDict, total=False):
     """The options a named policy sets; ``**policy`` type-checks against ``execute_activity``
@@ -32,7 +34,9 @@ LEDGER: ActivityPolicy = {
         initial_interval=timedelta(milliseconds=200),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=10),
-        non_retryable_error_types=["insufficient_funds", "ledger_conflict", "account_missing"],
+        non_retryable_error_types=[ErrorCode.INSUFFICIENT_FUNDS.value,
+                                   ErrorCode.LEDGER_CONFLICT.value,
+                                   ErrorCode.ACCOUNT_MISSING.value],
     ),
 }
 
@@ -45,7 +49,7 @@ GATEWAY: ActivityPolicy = {
         initial_interval=timedelta(milliseconds=500),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(minutes=2),
-        non_retryable_error_types=["gateway_refused"],
+        non_retryable_error_types=[ErrorCode.GATEWAY_REFUSED.value],
     ),
 }
 
@@ -58,6 +62,7 @@ WEBHOOK_DELIVERY: ActivityPolicy = {
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(hours=1),
-        non_retryable_error_types=["endpoint_gone", "endpoint_disabled"],
+        non_retryable_error_types=[ErrorCode.ENDPOINT_GONE.value,
+                                   ErrorCode.ENDPOINT_DISABLED.value],
     ),
 }
