@@ -374,6 +374,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    get_settings()  # production mode: exits listing what is missing
     try:
         return asyncio.run(args.fn(args))
     except NoTenant as e:

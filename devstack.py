@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from settings import Settings, get_settings
-from temporal_client import dev_server_args
+from temporal_client import configured_address, dev_server_args
 
 ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -75,7 +75,7 @@ class DevStack:
     def start_temporal(self, ui_port: int) -> None:
         """The Temporal dev server with its UI, persisted to a file (unless an address is
         configured or something already listens on 7233)."""
-        if self.settings.temporal_address:
+        if configured_address(self.settings):  # TEMPORAL_ADDRESS or a Temporal profile
             return
         if port_free(7233):
             self.spawn("temporal", [
@@ -88,8 +88,8 @@ class DevStack:
     def start_standin(self) -> None:
         """The Stripe stand-in, unless a real Stripe / another base is configured."""
         settings = self.settings
-        if settings.stripe_api_base or not settings.stripe_api_key.startswith(
-                "sk_test_walletflow"):
+        if settings.stripe_api_base or not settings.stripe_api_key.get_secret_value(
+                ).startswith("sk_test_walletflow"):
             return
         standin = f"http://127.0.0.1:{STANDIN_PORT}"
         self.env.update(STRIPE_API_BASE=standin, STRIPE_CHECKOUT_BASE=standin)

@@ -1,14 +1,23 @@
-"""Configuration from the environment (pydantic-settings). Unset database/Temporal settings mean
-"use the embedded ones" (embedded PostgreSQL, the local Temporal dev server)."""
+"""Configuration from the environment (pydantic-settings).
+
+``WALLETFLOW_ENV=development`` (the default): unset database/Temporal settings mean "use the
+embedded ones" (embedded PostgreSQL, the local Temporal dev server) and the Stripe stand-in's
+key and webhook secret are the defaults. ``WALLETFLOW_ENV=production``: the process refuses to
+start unless DATABASE_URL, a Temporal address (or a Temporal config profile), a real Stripe key
+and real webhook secrets are configured (`production_problems`)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from temporalio.envconfig import ClientConfigProfile
 
 
 class PointsPackage(BaseModel):
@@ -22,13 +31,21 @@ DEFAULT_PACKAGES = {
     "premium": {"points": 550, "price": "39.99", "currency": "EUR"},
     "pro": {"points": 1200, "price": "79.99", "currency": "EUR"},
 }
+DEV_STRIPE_KEY = "sk_test_walletflow_standin"
+DEV_STRIPE_KEY_PREFIX = "sk_test_walletflow"  # the stand-in's keys (dev stack, tests, bench)
+DEV_WEBHOOK_SECRET = "whsec_walletflow_dev_secret"
+MASK = "**********"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
-    # PostgreSQL: any SQLAlchemy URL (postgresql://… is accepted). Unset: embedded PostgreSQL
-    # with its data under STATE_DIR/pgdata.
+    # development | production (production refuses to start without its configuration)
+    walletflow_env: Literal["development", "production"] = "development"
+
+    # PostgreSQL: any SQLAlchemy URL (postgresql://… is accepted; libpq's sslmode, sslrootcert,
+    # sslcert, sslkey are honoured). Unset (development only): embedded PostgreSQL with its
+    # data under STATE_DIR/pgdata.
     database_url: str | None = None
     db_pool_size: int = 10
     state_dir: Path = Path(".walletflow")  # a relative path is taken from the project folder
@@ -39,14 +56,18 @@ class Settings(BaseSettings):
         """The same folder whichever directory a command runs from (the CLI, the worker)."""
         return v if v.is_absolute() else Path(__file__).resolve().parent / v
 
-    # Temporal. Unset address: the local dev server (127.0.0.1:7233).
+    # Temporal: the SDK's environment configuration (TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE
+    # TOML profiles and the TEMPORAL_* variables) first, these explicit settings on top
+    # (temporal_client.connect_options). No address anywhere: the local dev server.
     temporal_address: str | None = None
-    temporal_namespace: str = "default"
+    temporal_namespace: str | None = None  # unset: the profile's, else "default"
     temporal_task_queue: str = "walletflow"
-    temporal_api_key: str | None = None
-    temporal_tls: bool = False
+    temporal_api_key: SecretStr | None = None
+    temporal_tls: bool | None = None  # unset: the profile's choice (on with an API key)
     temporal_tls_cert_path: Path | None = None
     temporal_tls_key_path: Path | None = None
+    temporal_config_file: Path | None = None  # unset: the SDK's default file, if any
+    temporal_profile: str | None = None  # unset: "default"
     # Workflows kept in the worker's memory between tasks. A top-up waiting for its payment
     # costs ~0.12 MB cached; an evicted one is replayed from history when its webhook arrives.
     worker_max_cached_workflows: int = 500
@@ -65,11 +86,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
 
     # Stripe. With real keys and no STRIPE_API_BASE the same code talks to real Stripe.
-    stripe_api_key: str = "sk_test_walletflow_standin"
+    stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_KEY)
     stripe_api_base: str | None = None
     stripe_checkout_base: str | None = None  # stand-in only: hosted page at {base}/checkout/{id}
     # Comma-separated; several during secret rotation (each is tried).
-    stripe_webhook_secrets: str = "whsec_walletflow_dev_secret"
+    stripe_webhook_secrets: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     stripe_webhook_tolerance_seconds: int = 300
     stripe_timeout_seconds: float = 10.0
 
@@ -77,18 +98,96 @@ class Settings(BaseSettings):
     topup_expiry_seconds: int = 1800
     points_packages_json: str = json.dumps(DEFAULT_PACKAGES)
 
+    @model_validator(mode="after")
+    def _production_ready(self) -> Settings:
+        if self.walletflow_env == "production" and (problems := production_problems(self)):
+            raise ValueError("WALLETFLOW_ENV=production needs:\n"
+                             + "\n".join(f"  - {p}" for p in problems))
+        return self
+
     @property
     def webhook_secrets(self) -> list[str]:
-        return [s.strip() for s in self.stripe_webhook_secrets.split(",") if s.strip()]
+        raw = self.stripe_webhook_secrets.get_secret_value()
+        return [s.strip() for s in raw.split(",") if s.strip()]
 
     @cached_property
     def points_packages(self) -> dict[str, PointsPackage]:
         return {k: PointsPackage(**v) for k, v in json.loads(self.points_packages_json).items()}
 
-    @property
-    def temporal_target(self) -> str:
-        return self.temporal_address or "127.0.0.1:7233"
+    def temporal_profile_config(self) -> ClientConfigProfile:
+        """The Temporal SDK's environment configuration: the TOML profile (TEMPORAL_CONFIG_FILE
+        or the SDK's default file; TEMPORAL_PROFILE, else "default") with the TEMPORAL_*
+        variables applied over it."""
+        return ClientConfigProfile.load(self.temporal_profile,
+                                        config_source=self.temporal_config_file)
+
+    def __repr_args__(self) -> Any:
+        """repr()/str() show the database URL without its password (secrets show as
+        ``SecretStr('**********')`` already)."""
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if name == "database_url" and value else value)
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting, for the start-up log line: secrets as ``**********``, the database
+        password as ``***``."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = MASK if value.get_secret_value() else ""
+            elif name == "database_url" and value:
+                value = mask_url(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+def mask_url(url: str) -> str:
+    """A database URL with its password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is not echoed at all
+        return "<unparsable URL>"
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What production mode still needs, in words (empty: ready to start)."""
+    problems = []
+    if not settings.database_url:
+        problems.append("DATABASE_URL (production never starts an embedded PostgreSQL)")
+    cfg_file = settings.temporal_config_file
+    if cfg_file is not None and not cfg_file.is_file():
+        problems.append(f"TEMPORAL_CONFIG_FILE: {cfg_file} does not exist")
+    elif not settings.temporal_address:
+        try:
+            address = settings.temporal_profile_config().address
+        except Exception as e:  # noqa: BLE001 - reported with the rest
+            problems.append(f"a readable Temporal config profile ({e})")
+        else:
+            if not address:
+                problems.append("TEMPORAL_ADDRESS, or a Temporal config profile with an address"
+                                " (TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE)")
+    key = settings.stripe_api_key.get_secret_value()
+    if not key or key.startswith(DEV_STRIPE_KEY_PREFIX):
+        problems.append("STRIPE_API_KEY: a real Stripe key (not the stand-in's development key)")
+    secrets = settings.webhook_secrets
+    if not secrets or DEV_WEBHOOK_SECRET in secrets:
+        problems.append("STRIPE_WEBHOOK_SECRETS: your Stripe endpoint's signing secret(s), not "
+                        "the development default")
+    return problems
 
 
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; an invalid configuration (production mode missing something,
+    a malformed value) ends the process with one message listing every problem."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{where.upper()}: {msg}" if where else msg)
+        print("walletflow: invalid configuration\n" + "\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,16 +1,26 @@
-"""One way to connect to Temporal, shared by the API, the worker and the CLI."""
+"""One way to connect to Temporal, shared by the API, the worker, the CLI and the dev stack.
+
+The connection comes from the Temporal SDK's environment configuration (`temporalio.envconfig`:
+a TOML profile from TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE, with the TEMPORAL_* variables over
+it), then walletflow's explicit settings over that (`connect_options`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from temporalio.client import Client, TLSConfig
+from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from settings import Settings
+from settings import MASK, Settings
+
+DEV_ADDRESS = "127.0.0.1:7233"  # the local dev server (scripts/dev.py, development only)
 
 # The Temporal dev server (one history shard) reads its transfer and timer queues at most 20
 # times a second by default, so every workflow task after an activity, signal or timer waited
@@ -33,22 +43,77 @@ def metrics_runtime(bind_address: str) -> Runtime:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
 
 
-async def connect(settings: Settings, runtime: Runtime | None = None,
-                  interceptors: Sequence[Any] = ()) -> Client:
-    tls: TLSConfig | bool = settings.temporal_tls
+def configured_address(settings: Settings, profile: ClientConfigProfile | None = None
+                       ) -> str | None:
+    """The Temporal address from TEMPORAL_ADDRESS or the profile; None: none configured."""
+    if settings.temporal_address:
+        return settings.temporal_address
+    return (profile or settings.temporal_profile_config()).address or None
+
+
+def tls_option(profile_tls: ClientConfigTLS | None, settings: Settings, api_key: bool
+               ) -> TLSConfig | bool:
+    """The profile's TLS (server CA, server name, client certificate and key → ``TLSConfig``;
+    none: on exactly when there is an API key), then the explicit settings: TEMPORAL_TLS
+    switches it on or off, TEMPORAL_TLS_CERT_PATH + TEMPORAL_TLS_KEY_PATH replace the client
+    certificate and key."""
+    tls: TLSConfig | bool = profile_tls.to_connect_tls_config() if profile_tls else api_key
+    if settings.temporal_tls is False:
+        return False
     if settings.temporal_tls_cert_path and settings.temporal_tls_key_path:
-        tls = TLSConfig(
+        return dataclasses.replace(
+            tls if isinstance(tls, TLSConfig) else TLSConfig(),
             client_cert=settings.temporal_tls_cert_path.read_bytes(),
-            client_private_key=settings.temporal_tls_key_path.read_bytes(),
-        )
-    return await Client.connect(
-        settings.temporal_target,
-        namespace=settings.temporal_namespace,
-        api_key=settings.temporal_api_key,
-        tls=tls if (tls or settings.temporal_api_key) else False,
-        runtime=runtime,
-        interceptors=list(interceptors),
-    )
+            client_private_key=settings.temporal_tls_key_path.read_bytes())
+    if settings.temporal_tls and tls is False:
+        return True
+    return tls
+
+
+def connect_options(settings: Settings, profile: ClientConfigProfile | None = None
+                    ) -> dict[str, Any]:
+    """``Client.connect`` arguments: the envconfig profile with the explicit settings over it
+    (address, namespace, API key, TLS); no address anywhere: the local dev server."""
+    profile = profile or settings.temporal_profile_config()
+    api_key = (settings.temporal_api_key.get_secret_value() if settings.temporal_api_key
+               else profile.api_key)
+    return {
+        "target_host": configured_address(settings, profile) or DEV_ADDRESS,
+        "namespace": settings.temporal_namespace or profile.namespace or "default",
+        "api_key": api_key or None,
+        "tls": tls_option(profile.tls, settings, bool(api_key)),
+        "rpc_metadata": dict(profile.grpc_meta),
+    }
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None,
+                  interceptors: Sequence[Any] = (), lazy: bool = False) -> Client:
+    """``lazy``: connect on first use (the API starts, and answers 503, while Temporal is down)."""
+    options = connect_options(settings)
+    return await Client.connect(options.pop("target_host"), runtime=runtime,
+                                interceptors=list(interceptors), lazy=lazy, **options)
+
+
+def describe_connection(options: dict[str, Any]) -> dict[str, Any]:
+    """`connect_options` for a log line: which TLS parts are set, never their bytes or keys."""
+    tls = options["tls"]
+    if isinstance(tls, TLSConfig):
+        tls = {"server_name": tls.domain, "server_ca": tls.server_root_ca_cert is not None,
+               "client_cert": tls.client_cert is not None}
+    return {"address": options["target_host"], "namespace": options["namespace"],
+            "api_key": MASK if options["api_key"] else None, "tls": tls,
+            "rpc_metadata": sorted(options["rpc_metadata"])}
+
+
+def log_configuration(settings: Settings, service: str) -> None:
+    """The effective configuration, once at start, secrets masked."""
+    try:
+        temporal: Any = describe_connection(connect_options(settings))
+    except Exception as e:  # noqa: BLE001 - connecting will say it louder
+        temporal = f"unreadable: {type(e).__name__}"
+    logging.getLogger("walletflow.config").info(
+        "%s configuration: %s", service,
+        json.dumps({"settings": settings.masked(), "temporal": temporal}, default=str))
 
 
 def exit_now(code: int) -> None:

@@ -34,7 +34,7 @@ from observability import (
     tracer_provider_from_env,
 )
 from settings import Settings, get_settings
-from temporal_client import connect, exit_now, metrics_runtime
+from temporal_client import connect, exit_now, log_configuration, metrics_runtime
 from workflows.campaign import CampaignWorkflow
 from workflows.donation import DonationWorkflow
 from workflows.metrics import FlowMetricsInterceptor
@@ -50,9 +50,10 @@ WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow, OrderPaymentWorkflow, Refund
 
 
 def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
+    key = settings.stripe_api_key.get_secret_value()
     return {
-        "stripe": StripeGateway(settings.stripe_api_key, settings.stripe_api_base,
-                                settings.stripe_checkout_base, settings.stripe_timeout_seconds),
+        "stripe": StripeGateway(key, settings.stripe_api_base, settings.stripe_checkout_base,
+                                settings.stripe_timeout_seconds),
     }
 
 
@@ -67,7 +68,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[AsyncSession],
                  gateways: dict[str, PaymentGateway], **worker_options: object) -> Worker:
     ledger = LedgerActivities(sessions)
-    gateway = GatewayActivities(gateways)
+    gateway = GatewayActivities(gateways, sessions)
     purchases = PurchaseActivities(sessions)
     orders = OrderActivities(sessions)
     refunds = RefundActivities(sessions)
@@ -128,7 +129,8 @@ async def readiness(client: Client, engine: AsyncEngine,
 
 async def main() -> None:
     configure_logging("worker")
-    settings = get_settings()
+    settings = get_settings()  # production mode: exits listing what is missing
+    log_configuration(settings, "worker")
     tracer_provider = tracer_provider_from_env("worker")
     engine = create_engine(await resolve_database_url(settings.database_url, settings.state_dir),
                            settings.db_pool_size, pre_ping=False)

@@ -1,4 +1,6 @@
-"""Gateway activities: gateway-neutral calls, routed to the configured gateway by name."""
+"""Gateway activities: gateway-neutral calls, routed to the configured gateway by name. Every
+object a flow creates (a payment, a refund, a payout) is recorded with its flow and amount
+(``db/gateway_objects.py``), so the gateway's webhooks about it are routed by its id."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -30,6 +33,7 @@ from contracts.gateway import (
     PayoutRequest,
     RefundRef,
 )
+from db.gateway_objects import GatewayObject, GatewayObjectKind, GatewayObjectRepository
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,8 +46,10 @@ def _summary(result: Any) -> dict[str, Any]:
 
 
 class GatewayActivities:
-    def __init__(self, gateways: dict[str, PaymentGateway]):
+    def __init__(self, gateways: dict[str, PaymentGateway],
+                 sessions: async_sessionmaker[AsyncSession]):
         self.gateways = gateways
+        self.sessions = sessions
 
     def _gateway(self, name: str) -> PaymentGateway:
         try:
@@ -64,9 +70,21 @@ class GatewayActivities:
         log.info("%s ok", operation, extra={"gateway_result": _summary(result)})
         return result
 
+    async def _record(self, obj: GatewayObject) -> None:
+        """Remember which flow created the object, once: a retry (same gateway idempotency key,
+        same object) records nothing twice. A failure here is retried like a gateway fault."""
+        async with self.sessions.begin() as session:
+            stored = await GatewayObjectRepository(session).record(obj)
+        if stored.flow_id != obj.flow_id:
+            log.error("gateway %s %s %s already belongs to flow %s, not %s", obj.gateway,
+                      obj.kind.value, obj.object_id, stored.flow_id, obj.flow_id)
+
     @activity.defn(name=CREATE_PAYMENT)
     async def create_payment(self, req: CreatePaymentRequest) -> GatewayPayment:
-        return await self._run(self._gateway(req.gateway).create_payment(req))
+        payment = await self._run(self._gateway(req.gateway).create_payment(req))
+        await self._record(GatewayObject(req.tenant_id, payment.gateway, GatewayObjectKind.PAYMENT,
+                                         payment.payment_id, req.flow_id, req.amount))
+        return payment
 
     @activity.defn(name=RETRIEVE_PAYMENT)
     async def retrieve_payment(self, ref: PaymentRef) -> GatewayPayment:
@@ -74,7 +92,10 @@ class GatewayActivities:
 
     @activity.defn(name=CREATE_REFUND)
     async def create_refund(self, req: CreateRefundRequest) -> GatewayRefund:
-        return await self._run(self._gateway(req.gateway).create_refund(req))
+        refund = await self._run(self._gateway(req.gateway).create_refund(req))
+        await self._record(GatewayObject(req.tenant_id, refund.gateway, GatewayObjectKind.REFUND,
+                                         refund.refund_id, req.flow_id, req.amount))
+        return refund
 
     @activity.defn(name=RETRIEVE_REFUND)
     async def retrieve_refund(self, ref: RefundRef) -> GatewayRefund:
@@ -82,7 +103,10 @@ class GatewayActivities:
 
     @activity.defn(name=CREATE_PAYOUT)
     async def create_payout(self, req: PayoutRequest) -> GatewayPayout:
-        return await self._run(self._gateway(req.gateway).create_payout(req))
+        payout = await self._run(self._gateway(req.gateway).create_payout(req))
+        await self._record(GatewayObject(req.tenant_id, payout.gateway, GatewayObjectKind.PAYOUT,
+                                         payout.payout_id, req.flow_id, req.amount))
+        return payout
 
     @activity.defn(name=RETRIEVE_PAYOUT)
     async def retrieve_payout(self, ref: PayoutRef) -> GatewayPayout:

@@ -1,7 +1,12 @@
 """Outbound webhook activities (Standard Webhooks): deliver one delivery signed (`webhook-id`,
 `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`), with
 both secrets during a rotation; record each attempt and the outcome. The dispatcher that fans
-the outbox out into deliveries is dispatcher.py."""
+the outbox out into deliveries is dispatcher.py.
+
+Every attempt checks its destination again (`contracts.destinations`: https, and public
+addresses only unless the tenant is in development mode) and connects to the address it checked
+(`activities.pinned_http`); a refused destination fails the delivery before anything is sent.
+Redirects are never followed: a 3xx is a failed attempt."""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.pinned_http import ALLOW_PRIVATE, DestinationRefused, PinnedTransport, Resolver
+from contracts.destinations import url_refusal
 from contracts.errors import ErrorCode
 from contracts.events import EMIT_EVENT, EventOut
 from contracts.webhooks import DELIVER_WEBHOOK, GIVE_UP_WEBHOOK, DeliveryInput
@@ -52,9 +59,11 @@ def _result(status: int | None) -> str:
 
 class WebhookActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
-                 http: httpx.AsyncClient | None = None):
+                 http: httpx.AsyncClient | None = None, resolve: Resolver | None = None):
         self.sessions = sessions
-        self.http = http or httpx.AsyncClient(timeout=15, follow_redirects=False)
+        transport = PinnedTransport(resolve) if resolve else PinnedTransport()
+        self.http = http or httpx.AsyncClient(timeout=15, follow_redirects=False,
+                                              transport=transport)
 
     @activity.defn(name=DELIVER_WEBHOOK)
     async def deliver(self, inp: DeliveryInput) -> str:
@@ -66,15 +75,15 @@ class WebhookActivities:
                                    non_retryable=True)
         body, headers = _request(inp.delivery_id, d)
         started = time.monotonic()
-        status, error = None, None
-        try:
-            status = (await self.http.post(d["url"], content=body, headers=headers)).status_code
-        except httpx.HTTPError as e:
-            error = f"{type(e).__name__}: {e}"[:300]
-        await self._attempt(inp.delivery_id, status, error, started)
+        status, error, refused = await self._send(d, body, headers)
+        await self._attempt(inp.delivery_id, status, refused or error, started)
         activity.metric_meter().create_counter(
             "walletflow_webhook_deliveries", "Outbound webhook delivery attempts").add(
-            1, {"result": _result(status)})
+            1, {"result": "refused" if refused else _result(status)})
+        if refused:
+            await self._finish(inp.delivery_id, "failed", refused)
+            raise ApplicationError(refused, type=ErrorCode.URL_NOT_ALLOWED.value,
+                                   non_retryable=True)
         if status is not None and 200 <= status < 300:
             await self._finish(inp.delivery_id, "delivered", None)
             return "delivered"
@@ -86,6 +95,25 @@ class WebhookActivities:
                                    type=ErrorCode.ENDPOINT_GONE.value, non_retryable=True)
         raise ApplicationError(f"endpoint answered {status or error}",
                                type=ErrorCode.DELIVERY_FAILED.value)
+
+    async def _send(self, d: dict[str, Any], body: str, headers: dict[str, str]
+                    ) -> tuple[int | None, str | None, str | None]:
+        """One attempt: (HTTP status, what went wrong, why the destination was refused)."""
+        why = url_refusal(d["url"], d["development"])
+        if why is not None:
+            return None, None, f"destination refused: {why}"
+        try:
+            async with self.http.stream(
+                    "POST", d["url"], content=body, headers=headers, follow_redirects=False,
+                    extensions={ALLOW_PRIVATE: True} if d["development"] else {}) as r:
+                status, location = r.status_code, r.headers.get("location")
+        except DestinationRefused as e:
+            return None, None, f"destination refused: {e}"
+        except httpx.HTTPError as e:
+            return None, f"{type(e).__name__}: {e}"[:300], None
+        if 300 <= status < 400:
+            return status, f"redirect to {location} not followed"[:300], None
+        return status, None, None
 
     @activity.defn(name=EMIT_EVENT)
     async def emit(self, event: EventOut) -> None:

@@ -93,20 +93,31 @@ class PurchaseActivities:
         and its event, in one transaction."""
         try:
             async with self.sessions.begin() as session:
-                await _move(LedgerRepository(session), step)
+                ledger = LedgerRepository(session)
+                await _move(ledger, step)
                 await PurchaseRepository(session).record_state(
                     step.tenant_id, step.store_order_id, step.state, step.refunded,
                     step.hold_key, step.hold_amount,
                     datetime.fromisoformat(step.release_at) if step.release_at else None)
                 if step.state in ("pending", "available", "reversed"):
+                    amount = await _announced(ledger, step)
                     await emit(session, step.tenant_id,
                                f"cashback.{step.state}:{step.flow_id}:{step.hold_key or ''}",
                                f"cashback.{step.state}",
-                               {"store_order_id": step.store_order_id, "user_id": step.user_id,
-                                "currency": step.currency,
-                                "amount": format_amount(step.hold_amount, step.currency)})
+                               {"flow_id": step.flow_id, "store_order_id": step.store_order_id,
+                                "user_id": step.user_id, "currency": step.currency,
+                                "amount": format_amount(amount, step.currency)})
         except LedgerError as e:
             raise ledger_refused(e) from e
+
+
+async def _announced(ledger: LedgerRepository, step: PurchaseStep) -> int:
+    """What the step's event announces, read from the ledger: the hold made available, the hold
+    reversed, or the new pending hold."""
+    key = {"available": step.post_key, "reversed": step.void_key}.get(step.state)
+    if step.state in ("available", "reversed"):
+        return await ledger.transfer_amount(step.tenant_id, key) if key else 0
+    return step.hold_amount
 
 
 async def _move(ledger: LedgerRepository, step: PurchaseStep) -> None:

@@ -37,13 +37,12 @@ FINAL = ("refunded", "rejected", "failed", "expired", "refused")
 def _plan(order: dict[str, Any], req: RefundReservation) -> RefundPlan:
     """How the refund splits (card first when it goes to the original method), or the
     refusal: the order is not refundable, or less than asked can still be refunded."""
-    if order["status"] not in REFUNDABLE:
+    if order["status"] not in (*REFUNDABLE, "refunded"):  # fully refunded: 0 is left
         raise refused(ErrorCode.NOT_REFUNDABLE, f"the order is {order['status']}")
     left, cur = order["amount"] - order["reserved_refunds"], order["currency"]
     if req.amount > left:
         raise refused(ErrorCode.REFUND_EXCEEDS_PAID,
-                      f"only {Money(left, cur)} of {Money(order['amount'], cur)} can still be "
-                      "refunded")
+                      f"at most {Money(left, cur)} can still be refunded")
     plan = RefundPlan(payment_id=order["payment_id"])
     if req.destination == "original":
         plan.card = min(req.amount, order["card_amount"] - order["card_refunded"])
@@ -115,26 +114,43 @@ class RefundActivities:
 
     @activity.defn(name=REFUND_CLAWBACK)
     async def clawback(self, req: ClawbackRequest) -> ClawbackResult:
-        """The order's cashback, in proportion to the refund: a pending one is reduced by its
-        own flow (signalled by the caller), an available one is clawed back from the wallet."""
+        """The order's cashback, in proportion to what the order has refunded: a pending one is
+        reduced by its own flow (signalled by the caller); an available one keeps
+        cashback × (paid − refunded) / paid and the rest is clawed back from the wallet, so
+        partial refunds add up to exactly the proportion, and the purchase records the
+        refunded total."""
         async with self.sessions.begin() as session:
-            purchase = await PurchaseRepository(session).cashback_of_order(req.tenant_id,
-                                                                           req.order_id)
-            if purchase is None or purchase.cashback == 0 or purchase.state in (
-                    "reversed", "not_eligible"):
+            purchases, ledger = PurchaseRepository(session), LedgerRepository(session)
+            purchase = await purchases.cashback_of_order(req.tenant_id, req.order_id)
+            if purchase is None:
                 return ClawbackResult("none")
-            if purchase.state != "available":
+            if purchase.state not in ("available", "reversed", "not_eligible"):
                 return ClawbackResult("signal_purchase", purchase.flow_id)
-            order_amount = await OrderRepository(session).amount(req.tenant_id, req.order_id)
-            amount = round_half_up(Decimal(purchase.cashback) * req.refund.amount / order_amount)
-            if amount == 0:
+            order = await OrderRepository(session).lock(req.tenant_id, req.order_id)
+            await purchases.record_refunded(req.tenant_id, req.order_id, order["refunded"])
+            key = f"{req.flow_id}:clawback"
+            if done := await ledger.transfer_amount(req.tenant_id, key):
+                return ClawbackResult("clawed_back", purchase.flow_id, done)  # a retry
+            if purchase.state != "available":
+                return ClawbackResult("none")
+            if (amount := await _clawback_due(ledger, req.tenant_id, purchase, order)) <= 0:
                 return ClawbackResult("none")
             try:
-                await LedgerRepository(session).post(req.tenant_id, req.flow_id, [TransferRequest(
-                    f"{req.flow_id}:clawback",
-                    AccountRef("user_wallet", purchase.user_id, purchase.currency),
+                await ledger.post(req.tenant_id, req.flow_id, [TransferRequest(
+                    key, AccountRef("user_wallet", purchase.user_id, purchase.currency),
                     AccountRef("cashback_funding", "tenant", purchase.currency), amount,
                     purchase.currency, "cashback_clawback", {"order_id": req.order_id})])
             except InsufficientFunds:
                 return ClawbackResult("insufficient_funds", purchase.flow_id, amount)
         return ClawbackResult("clawed_back", purchase.flow_id, amount)
+
+
+async def _clawback_due(ledger: LedgerRepository, tenant_id: str, purchase: Any,
+                        order: dict[str, Any]) -> int:
+    """What is still to claw back: the posted cashback less what the order's unrefunded part
+    keeps (rounded half-up) and less what earlier refunds clawed back already."""
+    _, posted, clawed = await ledger.purchase_cashback(tenant_id, purchase.flow_id,
+                                                       purchase.user_id, order["order_id"])
+    kept = round_half_up(Decimal(posted) * (order["amount"] - order["refunded"])
+                         / order["amount"])
+    return int(posted - kept - clawed)

@@ -15,6 +15,7 @@ from api import (
     flows,
     health,
     metrics,
+    openapi,
     orders,
     purchases,
     refunds,
@@ -28,10 +29,11 @@ from api import (
     webhooks,
     withdrawals,
 )
+from api.boundary import TextGuard
 from db.engine import create_engine, resolve_database_url, session_factory
 from observability import configure_logging, temporal_interceptors, tracer_provider_from_env
 from settings import Settings, get_settings
-from temporal_client import connect
+from temporal_client import connect, log_configuration
 
 
 def create_app(settings: Settings | None = None, tracer_provider: Any | None = None) -> FastAPI:
@@ -45,7 +47,7 @@ def create_app(settings: Settings | None = None, tracer_provider: Any | None = N
         url = await resolve_database_url(settings.database_url, settings.state_dir)
         engine = create_engine(url, settings.db_pool_size)
         app.state.sessions = session_factory(engine)
-        app.state.temporal = await connect(settings,
+        app.state.temporal = await connect(settings, lazy=True,
                                            interceptors=temporal_interceptors(tracer_provider))
         try:
             yield
@@ -61,7 +63,9 @@ def create_app(settings: Settings | None = None, tracer_provider: Any | None = N
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(TextGuard)  # innermost of the middlewares: telemetry sees its 422s
     errors.install(app)
+    openapi.install(app)  # the completed document: api/openapi.py
     metrics.install(app)
     telemetry.install(app, tracer_provider)
     for module in (topups, orders, refunds, campaigns, withdrawals, users, wallets, flows,
@@ -74,4 +78,6 @@ def create_app(settings: Settings | None = None, tracer_provider: Any | None = N
 def app_factory() -> FastAPI:
     """For `uvicorn --factory api.app:app_factory`."""
     configure_logging("api")
-    return create_app()
+    settings = get_settings()  # production mode: exits listing what is missing
+    log_configuration(settings, "api")
+    return create_app(settings)

@@ -21,6 +21,7 @@ from api.deps import (
     openapi_body,
 )
 from api.errors import ProblemError
+from api.flows import TEMPORAL_TIMEOUT
 from api.flowstart import Answer, FlowStart, FlowStarter, commit_before_start, refusal, start_flow
 from api.schemas import CampaignCreate, DonationCreate, money
 from api.users import known_user
@@ -71,7 +72,7 @@ async def create_campaign(principal: AdminPrincipal,
         CampaignWorkflow.run, CampaignInput(principal.tenant_id, body.campaign_id, flow_id,
                                             body.ends_at.isoformat()),
         id=flow_id, task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, rpc_timeout=TEMPORAL_TIMEOUT)
     return await _campaign(session, principal, body.campaign_id)
 
 
@@ -87,18 +88,22 @@ async def get_campaign(campaign_id: str, principal: AnyPrincipal,
     return await _campaign(session, principal, campaign_id)
 
 
-async def _open_campaign(session: AsyncSession, principal: Principal, campaign_id: str,
-                         body: DonationCreate) -> Money:
-    """The donation's amount, for an open campaign in its currency and a known donor."""
+async def _donation(session: AsyncSession, principal: Principal, campaign_id: str,
+                    body: DonationCreate) -> tuple[Money, dict[str, Any]]:
+    """The donation's amount (in the campaign's currency, from a known donor) and the
+    campaign."""
     campaign = await _campaign(session, principal, campaign_id)
     amount = money(body.amount, body.currency)
     if body.currency != campaign["currency"]:
         raise ProblemError(E.CURRENCY_MISMATCH, f"the campaign collects {campaign['currency']}")
     await known_user(session, principal, body.user_id)
+    return amount, campaign
+
+
+def _open(campaign: dict[str, Any]) -> None:
     if campaign["status"] != "open":
         raise ProblemError(E.CAMPAIGN_CLOSED,
                            f"the campaign is closed ({campaign['closed_reason']})")
-    return amount
 
 
 def _donated(flow_id: str, campaign_id: str, amount: Money, result: DonationResult) -> Answer:
@@ -117,16 +122,19 @@ def _donated(flow_id: str, campaign_id: str, amount: Money, result: DonationResu
 async def donate(campaign_id: str, request: Request, principal: ClientPrincipal,
                  body: Annotated[DonationCreate, Depends(json_body(DonationCreate))],
                  session: DbSession, temporal: Temporal, settings: AppSettings) -> JSONResponse:
-    amount = await _open_campaign(session, principal, campaign_id, body)
+    amount, campaign = await _donation(session, principal, campaign_id, body)
     campaign_flow = f"{principal.tenant_slug}:campaign:{campaign_id}"
 
     async def answer(flow_id: str, result: DonationResult) -> Answer:
         return _donated(flow_id, campaign_id, amount, result)
 
+    async def validate() -> None:
+        _open(campaign)
+
     return await start_flow(FlowStarter(request, session, principal, temporal, settings), FlowStart(
         kind="donation", user_id=body.user_id,
         request={"campaign_id": campaign_id, **body.model_dump()},
-        workflow=DonationWorkflow.run, answer=answer,
+        workflow=DonationWorkflow.run, answer=answer, validate=validate,
         make_input=lambda flow_id: DonationInput(principal.tenant_id, flow_id, campaign_id,
                                                  campaign_flow, body.user_id, amount),
         view=lambda flow_id, state: {"flow_id": flow_id, "state": state}))

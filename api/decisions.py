@@ -4,10 +4,15 @@ update with a validator, so the caller — the API or the CLI — gets a clear a
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -16,6 +21,8 @@ from api.flows import own_flow
 from contracts.approvals import ApprovalDecision
 from contracts.errors import ErrorCode as E
 from db.tenants import Principal
+
+DECIDE_TIMEOUT = timedelta(seconds=10)  # bounded: past it, 503
 
 
 def _refused(detail: str, kind: str | None) -> ProblemError:
@@ -32,8 +39,11 @@ async def decide(client: Any, flow_id: str, admin: str, approve: bool, note: str
                                 decision_id=f"update-{secrets.token_hex(6)}", reason=note)
     try:
         result: str = await client.get_workflow_handle(flow_id).execute_update(
-            "decide", decision, result_type=str)
+            "decide", decision, result_type=str, rpc_timeout=DECIDE_TIMEOUT)
         return result
+    except WorkflowUpdateRPCTimeoutOrCancelledError as e:
+        raise ProblemError(E.TEMPORAL_UNAVAILABLE, "the decision was not confirmed in time; "
+                           "ask for the flow's status, or try again") from e
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         if isinstance(cause, ApplicationError):

@@ -5,6 +5,7 @@ reads ``app.state``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from decimal import Decimal
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from api.boundary import refuse_unencodable
 from api.errors import ProblemError
 from contracts.errors import ErrorCode as E
 from db.tenants import Principal, TenantRepository
@@ -49,7 +51,8 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
         except Exception:
-            await session.rollback()
+            with contextlib.suppress(Exception):  # a lost connection: the answer is the cause
+                await session.rollback()
             raise
         await session.commit()
 
@@ -83,11 +86,14 @@ def _reject_constant(name: str) -> Any:
 
 def parse_json(body: bytes) -> Any:
     """Strict JSON: numbers with a fraction or exponent become Decimal (exact), NaN and
-    Infinity are refused."""
+    Infinity are refused, and so is text the database cannot store (NUL, lone surrogates:
+    ``api/boundary.py``)."""
     try:
-        return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as e:
+        data = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ProblemError(E.MALFORMED_JSON, f"the body is not valid JSON: {e}") from None
+    refuse_unencodable(data)
+    return data
 
 
 def json_body(model: type[M]) -> Callable[..., Coroutine[Any, Any, M]]:

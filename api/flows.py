@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -21,6 +21,8 @@ from db.flows import FlowRepository
 from db.tenants import Principal
 
 router = APIRouter(tags=["flows"])
+# Every Temporal call the API makes outside a flow start is bounded: past it, 503.
+TEMPORAL_TIMEOUT = timedelta(seconds=5)
 _NOT_FOUND = {"refund": E.REFUND_NOT_FOUND, "withdrawal": E.WITHDRAWAL_NOT_FOUND}
 
 
@@ -38,7 +40,7 @@ async def flow_status(temporal: Client, flow_id: str) -> dict[str, Any] | None:
     """The workflow's `status` query; None once Temporal no longer knows the flow."""
     try:
         status: FlowStatus = await temporal.get_workflow_handle(flow_id).query(
-            "status", result_type=FlowStatus)
+            "status", result_type=FlowStatus, rpc_timeout=TEMPORAL_TIMEOUT)
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:
             raise ProblemError(E.TEMPORAL_UNAVAILABLE, "flow state is unavailable") from e

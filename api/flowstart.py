@@ -2,10 +2,15 @@
 
 ``start_flow`` claims the tenant-scoped Idempotency-Key (IETF draft semantics: the same key
 with the same request returns the same flow and the same answer; the same key with a different
-request is 422 ``idempotency_key_reused``; a missing key is 400), writes the rows the flow needs
-in the same transaction, commits, starts the workflow (update-with-start, or start and wait for
-its result), waits for the outcome and maps it to the HTTP answer. A refusal's typed outcome
-(``error_code`` + detail) becomes a problem body through the one table in ``api/errors.py``.
+request is 422 ``idempotency_key_reused``; a missing key is 400; the same key while its first
+request is still starting the flow is 409 ``idempotency_in_progress`` with ``Retry-After``) —
+before any business validation, so a stored answer is replayed whatever changed since. A new
+key then runs the endpoint's ``validate``, writes the rows the flow needs in the same
+transaction, commits, starts the workflow (update-with-start, or start and wait for its
+result), waits for the outcome and maps it to the HTTP answer. A start that fails is undone
+(the claim and its rows removed) unless the workflow exists, so nothing is left behind. A
+refusal's typed outcome (``error_code`` + detail) becomes a problem body through the one table
+in ``api/errors.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
@@ -29,6 +36,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import PROBLEM_JSON, ProblemError, problem_body
 from contracts.errors import ErrorCode as E
@@ -40,6 +48,12 @@ from settings import Settings
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # How long a request waits for the flow's first answer before answering 202 (the flow goes on).
 WAIT_SECONDS = 20.0
+# How long a request holds its key while it starts the flow; a request that died (its process
+# killed) frees the key after this.
+LEASE_SECONDS = WAIT_SECONDS + 10.0
+# What a concurrent duplicate is told to wait before asking again.
+RETRY_AFTER_SECONDS = 1
+log = logging.getLogger(__name__)
 
 
 def idempotency_key(request: Request) -> str:
@@ -112,6 +126,9 @@ class FlowStart:
     update_failed: E | None = None  # a failed update is this refusal (else: the flow closed)
     flow_id: str | None = None  # the business object's own id (an order is paid once)
     record: Callable[[str], Awaitable[None]] | None = None  # rows the flow needs (flow id)
+    # The business checks of a new request (balance, what is left to refund, …): run only for a
+    # key with no stored answer, so a replay answers what the first request was answered.
+    validate: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -126,15 +143,41 @@ class FlowStarter:
 
 
 async def start_flow(ctx: FlowStarter, spec: FlowStart) -> JSONResponse:
-    """Claim the key; replay a stored answer, else start the flow and answer with its outcome.
-    A final answer is stored and replayed for every later request with the same key."""
+    """Claim the key; replay a stored answer, else validate, start the flow and answer with its
+    outcome. A final answer is stored and replayed for every later request with the same key."""
     key = idempotency_key(ctx.request)
     digest = fingerprint(ctx.request, spec.request)
     flows = FlowRepository(ctx.session)
     row = await flows.claim(ctx.principal.tenant_id, key,
                             spec.flow_id or flow_id_for(ctx.principal, spec.kind, key),
-                            spec.kind, spec.user_id, digest)
+                            spec.kind, spec.user_id, digest, LEASE_SECONDS)
     bind(flow_id=row["flow_id"] if row else spec.flow_id)
+    replayed = await _stored(flows, ctx.principal, key, digest, spec, row)
+    if replayed is not None:
+        return replayed
+    assert row is not None
+    if row["claimed"] and spec.validate is not None:
+        await spec.validate()  # a refusal rolls the claim back (api/deps.py db_session)
+    if spec.record is not None:
+        await spec.record(row["flow_id"])
+    await commit_before_start(ctx.session)
+    try:
+        answer = await _run(ctx, spec, row["flow_id"])
+    except Exception as e:
+        await _abandon(ctx, key, row["flow_id"], e)
+        raise
+    if answer.final:
+        await flows.store_response(ctx.principal.tenant_id, key, answer.status, answer.body)
+    else:
+        await flows.unlock(ctx.principal.tenant_id, key)
+    media = PROBLEM_JSON if answer.status >= 400 else "application/json"
+    return JSONResponse(answer.body, status_code=answer.status, media_type=media)
+
+
+async def _stored(flows: FlowRepository, principal: Principal, key: str, digest: str,
+                  spec: FlowStart, row: dict[str, Any] | None) -> JSONResponse | None:
+    """The answer a key already has (a replay, or a refusal of its reuse); None when this
+    request goes on to start (or resume) the flow."""
     if row is None:
         raise ProblemError(E.FLOW_EXISTS, "this flow was already started under another "
                            "Idempotency-Key", flow_id=spec.flow_id)
@@ -144,15 +187,49 @@ async def start_flow(ctx: FlowStarter, spec: FlowStart) -> JSONResponse:
                            flow_id=row["flow_id"])
     if row["response"] is not None:
         return JSONResponse(row["response"], status_code=row["status_code"],
+                            media_type=PROBLEM_JSON if row["status_code"] >= 400
+                            else "application/json",
                             headers={"Idempotent-Replayed": "true"})
-    if spec.record is not None:
-        await spec.record(row["flow_id"])
-    await commit_before_start(ctx.session)
-    answer = await _run(ctx, spec, row["flow_id"])
-    if answer.final:
-        await flows.store_response(ctx.principal.tenant_id, key, answer.status, answer.body)
-    media = PROBLEM_JSON if answer.status >= 400 else "application/json"
-    return JSONResponse(answer.body, status_code=answer.status, media_type=media)
+    if row["claimed"] or (not row["in_flight"]
+                          and await flows.take_over(principal.tenant_id, key, LEASE_SECONDS)):
+        return None
+    raise ProblemError(E.IDEMPOTENCY_IN_PROGRESS,
+                       "a request with this Idempotency-Key is still being processed; retry "
+                       "after a moment for its answer", flow_id=row["flow_id"],
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def _abandon(ctx: FlowStarter, key: str, flow_id: str, error: Exception) -> None:
+    """After a failed start: remove the claim and its rows when the workflow never started
+    (a retry starts afresh), else just end the lease (a retry resumes the flow). Best effort:
+    the request answers with ``error`` either way."""
+    try:
+        never_started = _not_sent(error) or await _workflow_exists(ctx.temporal, flow_id) is False
+        flows = FlowRepository(ctx.session)
+        if never_started:
+            await flows.release(ctx.principal.tenant_id, key, flow_id)
+        else:
+            await flows.unlock(ctx.principal.tenant_id, key)
+        await ctx.session.commit()
+    except Exception:
+        log.warning("could not undo the claim of %s", flow_id, exc_info=True)
+
+
+def _not_sent(error: Exception) -> bool:
+    """The Temporal client could not even connect: the start was never sent."""
+    return isinstance(error, RuntimeError) and str(error).startswith("Failed client connect")
+
+
+async def _workflow_exists(temporal: Client, flow_id: str) -> bool | None:
+    """Whether Temporal knows the workflow; None when it cannot tell now."""
+    try:
+        await asyncio.wait_for(temporal.get_workflow_handle(flow_id).describe(
+            rpc_timeout=timedelta(seconds=2)), 3)
+    except RPCError as e:
+        return False if e.status == RPCStatusCode.NOT_FOUND else None
+    except Exception:
+        return None
+    return True
 
 
 async def _run(ctx: FlowStarter, spec: FlowStart, flow_id: str) -> Answer:

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import Sessions, Temporal
-from db.migrate import database_revision, head_revision
+from db.migrate import database_revision, schema_problem
 
 router = APIRouter(tags=["health"])
 
@@ -19,15 +19,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="PostgreSQL and Temporal are reachable")
+@router.get("/readyz", summary="PostgreSQL and Temporal are reachable, migrations at or past head")
 async def readyz(sessions: Sessions, temporal: Temporal) -> JSONResponse:
     checks: dict[str, Any] = {}
 
     async def db() -> None:
         async with sessions() as session:
             current = await database_revision(session)
-        if current != head_revision():
-            raise RuntimeError(f"migrations not current ({current} != {head_revision()})")
+        if problem := schema_problem(current):
+            raise RuntimeError(problem)
 
     async def temporal_health() -> None:
         await temporal.service_client.check_health()

@@ -42,9 +42,10 @@ from api.schemas import (
 from api.signatures import widget_valid
 from api.views import FlowStatusView
 from contracts.errors import ErrorCode as E
-from contracts.money import Money
+from contracts.money import Money, format_amount
 from contracts.purchase import PurchaseInput, StoreEvent
 from db.flows import FlowRepository
+from db.ledger import LedgerRepository
 from db.stores import StoreRepository
 from db.tenants import Principal
 from db.users import UserRepository
@@ -109,7 +110,7 @@ class Reporter:
             sale.amount.currency, sale.platform, sale.shop, at)
         await FlowRepository(self.session).claim(self.tenant_id, f"purchase-order:{sale.order_id}",
                                                  flow_id, "purchase", row["user_id"],
-                                                 "store-order")
+                                                 "store-order", lease_seconds=0)
         await commit_before_start(self.session)
         # Started even for a known order: a crash between the insert and the start must not
         # lose the flow; the workflow id makes the start idempotent.
@@ -211,11 +212,24 @@ async def refund_purchase(order_id: str, request: Request, principal: ClientPrin
 async def get_purchase(order_id: str, principal: ClientPrincipal, session: DbSession,
                        temporal: Temporal) -> dict[str, Any]:
     row = await _known_order(session, principal, order_id)
-    status = await flow_status(temporal, row["flow_id"])
-    if status is not None:
-        return status
-    return {"flow_id": row["flow_id"], "kind": "purchase", "state": row["state"],
-            "user_id": row["user_id"]}
+    status = await flow_status(temporal, row["flow_id"]) or {
+        "flow_id": row["flow_id"], "kind": "purchase", "state": row["state"],
+        "user_id": row["user_id"]}
+    return status | {"amounts": status.get("amounts", {}) | await _ledger_amounts(session, row)}
+
+
+async def _ledger_amounts(session: AsyncSession, row: dict[str, Any]) -> dict[str, str]:
+    """The purchase's money as the ledger has it: ``cashback`` is what the user keeps (pending
+    or available, after clawbacks), ``cashback_pending`` the part still held,
+    ``cashback_clawed_back`` what refunds of the order took back, ``refunded`` the refunds."""
+    pending, posted, clawed = await LedgerRepository(session).purchase_cashback(
+        row["tenant_id"], row["flow_id"], row["user_id"], row["store_order_id"])
+    cur = row["currency"]
+    return {"order": format_amount(row["amount"], cur), "currency": cur,
+            "cashback": format_amount(pending + posted - clawed, cur),
+            "cashback_pending": format_amount(pending, cur),
+            "cashback_clawed_back": format_amount(clawed, cur),
+            "refunded": format_amount(row["refunded"], cur)}
 
 
 @router.post("/v1/stores", status_code=201, openapi_extra=openapi_body(StoreCredentialCreate),

@@ -39,17 +39,25 @@ _FALLBACK = {"refused": E.NOT_REFUNDABLE, "rejected": E.REJECTED, "expired": E.E
              "failed": E.REFUND_FAILED}
 
 
+# An order once paid stays refundable up to what is left (nothing, once fully refunded).
+PAID = ("paid", "partially_refunded", "refunded")
+
+
 def _amount(body: RefundCreate, order: dict[str, Any]) -> Money:
-    """The refund's amount, checked against the order (what it can still refund)."""
+    """The refund's amount, in the order's currency."""
     if body.currency != order["currency"]:
         raise ProblemError(E.CURRENCY_MISMATCH, f"the order is in {order['currency']}")
-    amount = money(body.amount, body.currency)
-    if order["status"] not in ("paid", "partially_refunded"):
+    return money(body.amount, body.currency)
+
+
+def _refundable(order: dict[str, Any], amount: Money) -> None:
+    """One rule: an order never paid is not refundable (409); an amount above what can still
+    be refunded — nothing, once fully refunded — exceeds what was paid (422)."""
+    if order["status"] not in PAID:
         raise ProblemError(E.NOT_REFUNDABLE, f"the order is {order['status']}")
     left = Money(order["amount"] - order["reserved_refunds"], order["currency"])
     if amount.amount > left.amount:
         raise ProblemError(E.REFUND_EXCEEDS_PAID, f"at most {left} can still be refunded")
-    return amount
 
 
 def _needs_approval(principal: Principal, amount: Money) -> bool:
@@ -102,11 +110,14 @@ async def create_refund(order_id: str, request: Request, principal: AnyPrincipal
     async def answer(flow_id: str, state: str) -> Answer:
         return await _outcome(temporal, flow_id, state, view(flow_id, state))
 
+    async def validate() -> None:
+        _refundable(order, amount)
+
     return await start_flow(FlowStarter(request, session, principal, temporal, settings), FlowStart(
         kind="refund", user_id=order["user_id"],
         request={"order_id": order_id, **body.model_dump()},
         workflow=RefundWorkflow.run, make_input=make_input, answer=answer, view=view,
-        update=RefundWorkflow.outcome, record=record,
+        update=RefundWorkflow.outcome, record=record, validate=validate,
         flow_id=f"{principal.tenant_slug}:refund:{idempotency_key(request)}"))
 
 

@@ -37,9 +37,13 @@ def money(amount: str, currency: str) -> Money:
         raise ProblemError(ErrorCode.INVALID_AMOUNT, str(e)) from None
 
 
+# A positive decimal in major units: the syntax contracts.money.parse_amount accepts. The
+# currency's rules (its decimal places, the largest amount) answer 422 invalid_amount.
+AMOUNT_PATTERN = r"^(?:[0-9]*[1-9][0-9]*(?:\.[0-9]+)?|0+\.[0-9]*[1-9][0-9]*)$"
 Amount = Annotated[str, BeforeValidator(_decimal_text), Field(
-    max_length=40, description="decimal string in major units, e.g. \"89.50\"",
-    examples=["25.00"])]
+    max_length=40, description="a positive decimal string in major units, e.g. \"89.50\", with "
+    "at most the currency's decimal places (2 for EUR, 0 for JPY and PTS)",
+    examples=["25.00"], json_schema_extra={"pattern": AMOUNT_PATTERN})]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])]
 
 
@@ -53,6 +57,16 @@ class UserCreate(Strict):
 
 
 class TopUpCreate(Strict):
+    """An amount and its currency, or a points package."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"title": "an amount", "required": ["amount", "currency"],
+         "properties": {"amount": {"type": "string"}, "currency": {"type": "string"},
+                        "package": {"type": "null"}}},
+        {"title": "a points package", "required": ["package"],
+         "properties": {"package": {"type": "string"}, "amount": {"type": "null"},
+                        "currency": {"type": "null"}}}]})
+
     user_id: str = Field(pattern=USER_ID, examples=["user-42"])
     amount: Amount | None = None
     currency: Currency | None = None
@@ -87,6 +101,13 @@ class InteractionReport(Strict):
 
 
 class StoreCredentialCreate(Strict):
+    """The widget's public key is generated; a shop's is its domain or URL (required)."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"platform": {"const": "widget"}}},
+        {"required": ["public_key"],
+         "properties": {"public_key": {"type": "string", "pattern": "\\S"}}}]})
+
     platform: Literal["widget", "shopify", "woocommerce"]
     public_key: str | None = Field(default=None, max_length=300, description=(
         "Shopify shop domain or WooCommerce store URL; generated for the widget"))

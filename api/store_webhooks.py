@@ -5,6 +5,7 @@ creation reports a purchase, cancellation and refunds signal its flow."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import AppSettings, DbSession, RawBody, Temporal
 from api.errors import ProblemError
 from api.purchases import Reporter, Sale
-from api.schemas import money
+from api.schemas import ORDER_ID, money
 from api.signatures import shopify_valid, woocommerce_valid
 from contracts.errors import ErrorCode as E
 from contracts.money import format_amount
@@ -41,10 +42,14 @@ async def _verified_tenant(session: AsyncSession, platform: str, hint: str | Non
     raise ProblemError(E.SIGNATURE_INVALID, "no store secret verifies this delivery")
 
 
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
 def _json(body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body, parse_float=Decimal)
-    except ValueError:
+        data = json.loads(body, parse_float=Decimal, parse_constant=_not_a_number)
+    except (ValueError, RecursionError):
         raise ProblemError(E.MALFORMED_PAYLOAD, "the body is not JSON") from None
     if not isinstance(data, dict):
         raise ProblemError(E.MALFORMED_PAYLOAD, "the body is not a JSON object")
@@ -56,6 +61,34 @@ def _attr(pairs: Any, name: str, key: str = "name") -> str | None:
         if isinstance(pair, dict) and pair.get(key) == name and pair.get("value"):
             return str(pair["value"])
     return None
+
+
+def _text(value: Any) -> str | None:
+    """An optional text field (an email): a string PostgreSQL can store, else malformed."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or "\x00" in value or len(value) > 320:
+        raise ValueError("not a text field")
+    value.encode("utf-8")  # an unpaired surrogate raises UnicodeEncodeError (a ValueError)
+    return value
+
+
+def _order_id(value: Any) -> str:
+    """A store's order id (a number or a word), as the purchase's flow id carries it."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError("order id")
+    text = str(value)
+    if not re.match(ORDER_ID, text):
+        raise ValueError(f"invalid order id {text[:40]!r}")
+    return text
+
+
+def _decimal(value: Any) -> Decimal:
+    """An exact amount: finite and of sane magnitude (never expands 1e999999999)."""
+    amount = Decimal(str(value))  # decimal.InvalidOperation is an ArithmeticError
+    if not amount.is_finite() or abs(amount.adjusted()) > 30:
+        raise ValueError("amount out of range")
+    return amount
 
 
 def _datetime(value: Any) -> datetime | None:
@@ -84,7 +117,8 @@ async def _process_once(reporter: Reporter, shop: str, platform: str, event_id: 
         return {"received": True, "duplicate": True}
     try:
         outcome = await handler(reporter, shop, topic, event_id, data)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError):
+        # a field missing or of another type than the topic's payload has (never a 5xx)
         raise ProblemError(E.MALFORMED_PAYLOAD, f"unexpected {topic} payload") from None
     await events.mark(source, event_id, outcome, outcome == "signalled")
     return {"received": True, "outcome": outcome}
@@ -111,12 +145,13 @@ async def _shopify(reporter: Reporter, shop: str, topic: str, event_id: str,
         if not user_id:
             return "ignored_no_customer"
         await reporter.purchase(Sale(
-            str(data["id"]), user_id, money(str(data["total_price"]), str(data["currency"])),
-            "shopify", email=data.get("email") or customer.get("email"), shop=shop,
+            _order_id(data["id"]), user_id,
+            money(str(data["total_price"]), str(data["currency"])),
+            "shopify", email=_text(data.get("email")) or _text(customer.get("email")), shop=shop,
             occurred_at=_datetime(data.get("created_at"))))
         return "purchase_reported"
     if topic == "orders/cancelled":
-        return await reporter.store_event(str(data["id"]),
+        return await reporter.store_event(_order_id(data["id"]),
                                           StoreEvent(f"shopify:{event_id}", "cancelled"))
     if topic == "refunds/create":
         transactions = [t for t in data.get("transactions", []) if t.get("kind") == "refund"]
@@ -125,7 +160,7 @@ async def _shopify(reporter: Reporter, shop: str, topic: str, event_id: str,
         currency = str(transactions[0]["currency"])
         total = sum(money(str(t["amount"]), currency).amount for t in transactions)
         refund = money(format_amount(total, currency), currency)
-        return await reporter.store_event(str(data["order_id"]),
+        return await reporter.store_event(_order_id(data["order_id"]),
                                           StoreEvent(f"shopify:{event_id}", "refunded",
                                                      refund=refund))
     return "ignored_topic"
@@ -147,7 +182,7 @@ async def woocommerce_webhook(request: Request, body: RawBody, session: DbSessio
 
 async def _woocommerce(reporter: Reporter, shop: str, topic: str, event_id: str,
                        data: dict[str, Any]) -> str:
-    order_id = str(data["id"])
+    order_id = _order_id(data["id"])
     currency = str(data["currency"])
     status = data.get("status")
     if topic == "order.created":
@@ -159,15 +194,15 @@ async def _woocommerce(reporter: Reporter, shop: str, topic: str, event_id: str,
         created = data.get("date_created_gmt")
         await reporter.purchase(Sale(
             order_id, user_id, money(str(data["total"]), currency), "woocommerce",
-            email=billing.get("email"), shop=shop,
+            email=_text(billing.get("email")), shop=shop,
             occurred_at=_datetime(created and f"{created}Z")))
         return "purchase_reported"
     if topic == "order.updated" and status == "cancelled":
         return await reporter.store_event(order_id, StoreEvent(f"woo:{event_id}", "cancelled"))
     if topic == "order.updated" and (status == "refunded" or data.get("refunds")):
-        refunded = sum(abs(Decimal(str(r["total"]))) for r in data.get("refunds") or [])
+        refunded = sum(abs(_decimal(r["total"])) for r in data.get("refunds") or [])
         if status == "refunded" and not refunded:
-            refunded = Decimal(str(data["total"]))
+            refunded = _decimal(data["total"])
         total = money(format(refunded, "f"), currency)
         return await reporter.store_event(order_id, StoreEvent(f"woo:{event_id}", "refunded",
                                                                refunded_total=total))

@@ -34,7 +34,8 @@ async def get_wallet(user_id: str, principal: ClientPrincipal,
     cashback = await repo.cashback(principal.tenant_id, user_id)
     return {"user_id": user_id, "balances": [_balance(b) for b in balances],
             "cashback": [{"currency": c, "pending": format_amount(p, c),
-                          "available": format_amount(a, c)} for c, p, a in cashback]}
+                          "available": format_amount(a, c), "clawed_back": format_amount(x, c)}
+                         for c, p, a, x in cashback]}
 
 
 @router.get("/v1/wallets/{user_id}/transactions", summary="A wallet's history, newest first")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import secrets
 import socket
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from api.deps import AdminPrincipal, AppSettings, DbSession, Temporal, json_body
 from api.errors import ProblemError
 from api.flowstart import commit_before_start
 from api.schemas import WebhookEndpointCreate
+from contracts.destinations import resolution_refusal, url_refusal
 from contracts.errors import ErrorCode as E
 from contracts.webhooks import DeliveryInput
 from db.webhook_endpoints import WebhookEndpointRepository, new_secret
@@ -25,23 +25,20 @@ from workflows.webhook_delivery import WebhookDeliveryWorkflow
 router = APIRouter(tags=["outbound webhooks"])
 
 
-async def _public(url: str) -> bool:
-    """True when every address the host resolves to is public (no loopback, link-local,
-    private or reserved range)."""
+async def _refusal(url: str, development: bool) -> str | None:
+    """Why the URL can't be registered, or None: its form (`contracts.destinations`), and
+    outside development mode every address its host resolves to now. The worker checks the
+    addresses again on every delivery."""
+    why = url_refusal(url, development)
     host = urlsplit(url).hostname
-    if not host:
-        return False
+    if why is not None or development or host is None:
+        return why
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None,
                                                              type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved
-                or ip.is_multicast or ip.is_unspecified):
-            return False
-    return True
+    except (OSError, UnicodeError):  # UnicodeError: a host name IDNA cannot encode
+        return f"{host} does not resolve"
+    return resolution_refusal(host, dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _view(r: Any) -> dict[str, Any]:
@@ -57,9 +54,10 @@ async def create_endpoint(principal: AdminPrincipal,
                           body: Annotated[WebhookEndpointCreate,
                                           Depends(json_body(WebhookEndpointCreate))],
                           session: DbSession) -> dict[str, Any]:
-    if not principal.settings.get("development") and not await _public(body.url):
-        raise ProblemError(E.URL_NOT_ALLOWED, "the URL must resolve to public addresses "
-                           "(loopback, link-local and private ranges need development mode)")
+    why = await _refusal(body.url, bool(principal.settings.get("development")))
+    if why is not None:
+        raise ProblemError(E.URL_NOT_ALLOWED, why + " (local and private destinations and "
+                           "plain http need development mode)")
     endpoint_id = "we_" + secrets.token_hex(10)
     secret = new_secret()
     row = await WebhookEndpointRepository(session).create(

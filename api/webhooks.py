@@ -1,49 +1,43 @@
 """Gateway webhooks in. The signature is checked on the raw bytes in a dependency, before any
-parsing; each event is stored once; then the flow named in the metadata is signalled with the
-event id (the workflow deduplicates too). Forged, stale or malformed deliveries get 4xx and
-never reach a workflow; events for unknown or finished flows are acknowledged and recorded."""
+parsing; the event is read strictly (``api/stripe_events.py``); it is routed to the flow that
+created the object it names, by the stored object id (``db/gateway_objects.py``), the
+object's ``metadata.flow_id`` being only a cross-check; each event is stored once with its
+outcome; then the flow is signalled with the event id (the workflow deduplicates too).
+Forged or stale deliveries get 400 and are not stored; signed but malformed ones get 400
+``malformed_payload`` and are stored; events that name another flow or amount than the stored
+object's are acknowledged as ``ignored_mismatch`` and never signalled; events for unknown or
+finished flows are acknowledged and recorded."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 from typing import Annotated, Any
 
 import stripe
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppSettings, DbSession, RawBody, Temporal
-from api.errors import ProblemError
+from api.errors import ProblemError, problem
+from api.stripe_events import MalformedEvent, StripeEvent, parse_event
 from contracts.errors import ErrorCode as E
-from contracts.gateway import (
-    PAYMENT_CANCELED,
-    PAYMENT_FAILED,
-    PAYMENT_PENDING,
-    PAYMENT_SUCCEEDED,
-    PaymentEvent,
-    PayoutEvent,
-    RefundEvent,
-)
-from contracts.money import Money
+from contracts.money import CURRENCY_EXPONENTS
+from db.gateway_objects import GatewayObjectRepository
 from db.webhook_events import WebhookEventRepository
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
-
-STRIPE_REFUND_STATUS = {"succeeded": PAYMENT_SUCCEEDED, "failed": PAYMENT_FAILED,
-                        "canceled": PAYMENT_FAILED, "pending": PAYMENT_PENDING}
-STRIPE_PAYMENT_EVENTS = {
-    "payment_intent.succeeded": PAYMENT_SUCCEEDED,
-    "payment_intent.payment_failed": PAYMENT_FAILED,
-    "payment_intent.canceled": PAYMENT_CANCELED,
-}
+SOURCE = "stripe"
 
 
-async def verified_stripe_event(request: Request, body: RawBody,
-                                settings: AppSettings) -> dict[str, Any]:
+async def verified_stripe_body(request: Request, body: RawBody,
+                               settings: AppSettings) -> bytes:
     """Verify Stripe-Signature with the official SDK against every configured secret (several
-    during rotation), with the timestamp tolerance; only then parse."""
+    during rotation), with the timestamp tolerance; only then is the body read."""
     header = request.headers.get("stripe-signature")
     if not header:
         raise ProblemError(E.SIGNATURE_MISSING, "the Stripe-Signature header is missing",
@@ -52,72 +46,84 @@ async def verified_stripe_event(request: Request, body: RawBody,
         try:
             stripe.WebhookSignature.verify_header(
                 body.decode("utf-8"), header, secret, settings.stripe_webhook_tolerance_seconds)
-            break
+            return body
         except stripe.SignatureVerificationError:
             continue
         except UnicodeDecodeError:
             raise ProblemError(E.MALFORMED_PAYLOAD, "the body is not UTF-8") from None
-    else:
-        raise ProblemError(E.SIGNATURE_INVALID,
-                           "the signature does not match, or its timestamp is too old", status=400)
-    try:
-        event = json.loads(body)
-        if not isinstance(event, dict):
-            raise ValueError("not an object")
-        event["id"], event["type"], event["data"]["object"]  # noqa: B018 - shape check
-    except (ValueError, KeyError, TypeError):
-        raise ProblemError(E.MALFORMED_PAYLOAD, "the event is not a Stripe event") from None
-    return event
+    raise ProblemError(E.SIGNATURE_INVALID,
+                       "the signature does not match, or its timestamp is too old", status=400)
 
 
-def _signal_for(event: dict[str, Any]
-                ) -> tuple[str, PaymentEvent | RefundEvent | PayoutEvent | None]:
-    """The workflow signal a Stripe event becomes: payment events for top-ups and orders,
-    refund events for refunds; anything else is only recorded."""
-    obj = event["data"]["object"]
-    if event["type"] in STRIPE_PAYMENT_EVENTS:
-        return "payment_event", PaymentEvent(
-            event_id=event["id"], payment_id=obj["id"],
-            status=STRIPE_PAYMENT_EVENTS[event["type"]],
-            amount=(Money(int(obj["amount"]), str(obj["currency"]).upper())
-                    if "amount" in obj else None),
-            failure_reason=(obj.get("last_payment_error") or {}).get("code"))
-    if event["type"] in ("refund.updated", "refund.failed") and obj.get("object") == "refund":
-        status = STRIPE_REFUND_STATUS.get(obj.get("status", ""), PAYMENT_PENDING)
-        return "refund_event", RefundEvent(event["id"], obj["id"], status,
-                                           obj.get("failure_reason"))
-    if event["type"] in ("payout.paid", "payout.failed") and obj.get("object") == "payout":
-        status = PAYMENT_SUCCEEDED if event["type"] == "payout.paid" else PAYMENT_FAILED
-        return "payout_event", PayoutEvent(event["id"], obj["id"], status,
-                                           obj.get("failure_code"))
-    return "", None
+async def _route(session: AsyncSession, event: StripeEvent) -> tuple[str | None, str | None]:
+    """The flow to signal, or why none may be: the flow that created the object (as stored);
+    ``metadata.flow_id`` only cross-checks it, and routes an object not recorded yet (its event
+    raced the recording)."""
+    if event.kind is None:
+        return None, None
+    if event.currency is not None and event.currency not in CURRENCY_EXPONENTS:
+        return None, f"currency {event.currency} is not one this service uses"
+    stored = await GatewayObjectRepository(session).find(SOURCE, event.kind, event.object_id)
+    if stored is None:
+        return event.flow_id, None
+    if event.flow_id is not None and event.flow_id != stored.flow_id:
+        return None, (f"metadata.flow_id names another flow than the one that created "
+                      f"{event.object_id}")
+    said = event.money()
+    if said is not None and said != stored.amount:
+        return None, f"{event.object_id} is for {stored.amount}, the event says {said}"
+    return stored.flow_id, None
+
+
+async def _refuse_malformed(session: AsyncSession, body: bytes, why: str) -> JSONResponse:
+    """Record a signed but malformed delivery (under a digest of its body: its own id may be
+    what is malformed, and must stay free for a well-formed delivery) and refuse it; answered,
+    not raised, so the request's session commits the record."""
+    key = "malformed:" + hashlib.sha256(body).hexdigest()[:32]
+    events = WebhookEventRepository(session)
+    if await events.record(SOURCE, key, "malformed", None,
+                           {"body": body.decode("utf-8", "replace")}):
+        await events.mark(SOURCE, key, "malformed", False, why)
+    log.warning("malformed Stripe event refused: %s", why)
+    return problem(E.MALFORMED_PAYLOAD, f"the event is malformed: {why}")
 
 
 @router.post("/v1/webhooks/stripe", summary="Stripe webhook endpoint")
-async def stripe_webhook(event: Annotated[dict[str, Any], Depends(verified_stripe_event)],
-                         session: DbSession, temporal: Temporal) -> dict[str, Any]:
-    obj = event["data"]["object"]
-    metadata = obj.get("metadata") or {}
-    flow_id = metadata.get("flow_id")
+async def stripe_webhook(body: Annotated[bytes, Depends(verified_stripe_body)],
+                         session: DbSession, temporal: Temporal) -> JSONResponse:
+    try:
+        event = parse_event(body)
+    except MalformedEvent as e:
+        return await _refuse_malformed(session, body, str(e))
+    return JSONResponse(await _decide(session, temporal, event))
+
+
+async def _decide(session: AsyncSession, temporal: Client,
+                  event: StripeEvent) -> dict[str, Any]:
+    """Store the event once, then signal the flow it is routed to, or say why not."""
+    flow_id, mismatch = await _route(session, event)
     events = WebhookEventRepository(session)
     # The insert's row lock is held until commit: concurrent duplicates wait here, then see
-    # the event already signalled.
-    if not await events.record("stripe", event["id"], event["type"], flow_id, event):
+    # the event already decided.
+    if not await events.record(SOURCE, event.id, event.type, flow_id or event.flow_id,
+                               event.payload):
         return {"received": True, "duplicate": True}
-
-    name, signal = _signal_for(event)
-    if signal is None or not flow_id:
-        await events.mark("stripe", event["id"], "ignored", signalled=False)
+    if mismatch is not None:
+        log.warning("Stripe event %s ignored: %s", event.id, mismatch)
+        await events.mark(SOURCE, event.id, "ignored_mismatch", False, mismatch)
+        return {"received": True, "outcome": "ignored_mismatch", "detail": mismatch}
+    if event.signal is None or not flow_id:
+        await events.mark(SOURCE, event.id, "ignored", False)
         return {"received": True, "outcome": "ignored"}
 
     handle = temporal.get_workflow_handle(flow_id)
     try:
-        await handle.signal(name, signal)
+        await handle.signal(event.signal_name, event.signal)
         outcome, signalled = "signalled", True
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:
             raise ProblemError(E.TEMPORAL_UNAVAILABLE, "try again later") from e
         # Unknown flow, or one that already finished: acknowledged and recorded.
         outcome, signalled = "flow_closed_or_unknown", False
-    await events.mark("stripe", event["id"], outcome, signalled)
+    await events.mark(SOURCE, event.id, outcome, signalled)
     return {"received": True, "outcome": outcome}

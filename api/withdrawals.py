@@ -41,10 +41,9 @@ def _limit(settings: dict[str, Any], name: str, currency: str) -> int | None:
     return parse_amount(str(value), currency) if value is not None else None
 
 
-async def _checked_amount(session: AsyncSession, principal: Principal,
-                          body: WithdrawalCreate) -> Money:
-    """The amount, within the per-request limit and the available balance."""
-    amount = money(body.amount, body.currency)
+async def _check_amount(session: AsyncSession, principal: Principal,
+                        body: WithdrawalCreate, amount: Money) -> None:
+    """The amount is within the per-request limit and the available balance."""
     per_request = _limit(principal.settings, "per_request_max", body.currency)
     if per_request is not None and amount.amount > per_request:
         raise ProblemError(E.OVER_LIMIT,
@@ -55,7 +54,6 @@ async def _checked_amount(session: AsyncSession, principal: Principal,
     if amount.amount > available:
         raise ProblemError(E.INSUFFICIENT_FUNDS,
                            f"available {Money(available, body.currency)}")
-    return amount
 
 
 async def _input(session: AsyncSession, principal: Principal, body: WithdrawalCreate,
@@ -90,7 +88,7 @@ async def create_withdrawal(request: Request, principal: ClientPrincipal,
                             body: Annotated[WithdrawalCreate, Depends(json_body(WithdrawalCreate))],
                             session: DbSession, temporal: Temporal,
                             settings: AppSettings) -> JSONResponse:
-    amount = await _checked_amount(session, principal, body)
+    amount = money(body.amount, body.currency)
     make_input = await _input(session, principal, body, amount)
 
     def view(flow_id: str, state: str) -> dict[str, Any]:
@@ -108,10 +106,14 @@ async def create_withdrawal(request: Request, principal: ClientPrincipal,
     async def answer(flow_id: str, state: str) -> Answer:
         return await _outcome(temporal, flow_id, state, view(flow_id, state))
 
+    async def validate() -> None:
+        await _check_amount(session, principal, body, amount)
+
     return await start_flow(FlowStarter(request, session, principal, temporal, settings), FlowStart(
         kind="withdrawal", user_id=body.user_id, request=body.model_dump(),
         workflow=WithdrawalWorkflow.run, make_input=make_input, answer=answer, view=view,
-        update=WithdrawalWorkflow.outcome, record=record, pending_state="requested"))
+        update=WithdrawalWorkflow.outcome, record=record, validate=validate,
+        pending_state="requested"))
 
 
 @router.get("/v1/withdrawals", summary="Withdrawals, e.g. those pending approval (admin)")

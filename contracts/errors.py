@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_MISSING = "idempotency_key_missing"
     IDEMPOTENCY_KEY_INVALID = "idempotency_key_invalid"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
     FLOW_EXISTS = "flow_exists"
     REPLAYED = "replayed"
     # -- who is asking --------------------------------------------------------------------------

@@ -1,10 +1,16 @@
-"""Engine and session factory; embedded PostgreSQL when no DATABASE_URL is configured."""
+"""Engine and session factory; embedded PostgreSQL when no DATABASE_URL is configured.
+
+libpq's TLS parameters in a URL (``?sslmode=require``, ``sslrootcert``, ``sslcert``,
+``sslkey`` — what managed PostgreSQL services hand out) are not asyncpg connect arguments:
+`asyncpg_connect_args` takes them out of the query and turns them into asyncpg's ``ssl``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -17,6 +23,9 @@ from sqlalchemy.ext.asyncio import (
 
 log = logging.getLogger(__name__)
 
+SSL_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
 
 def async_url(url: str) -> str:
     """Normalise any PostgreSQL URL to the asyncpg driver."""
@@ -26,12 +35,70 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def asyncpg_connect_args(url: str) -> tuple[str, dict[str, Any]]:
+    """The URL without libpq's TLS parameters, and the ``connect_args`` asyncpg needs for them.
+
+    disable/allow/prefer keep asyncpg's own modes (allow and prefer fall back to plain TCP when
+    the server has no TLS, never verify). require, verify-ca and verify-full get an
+    ``ssl.SSLContext`` that asyncpg insists on: require encrypts without verifying (unless
+    ``sslrootcert`` is given: then, like libpq, it verifies the chain as verify-ca does);
+    verify-ca checks the chain, verify-full also the host name. ``sslrootcert=system`` (or none
+    given) is ~/.postgresql/root.crt when it exists, else the system's CAs. ``sslcert`` and
+    ``sslkey`` are the client certificate, with require or stricter. No sslmode: the URL is
+    returned as it is, with no arguments (asyncpg's default)."""
+    parsed = make_url(url)
+    query = {k: v for k, v in parsed.query.items() if k not in SSL_PARAMS}
+    params: dict[str, str] = {}
+    for k in SSL_PARAMS:
+        v = parsed.query.get(k)
+        if v is not None:
+            params[k] = v if isinstance(v, str) else v[-1]
+    rest = parsed.set(query=query).render_as_string(hide_password=False)
+    if not params:
+        return rest, {}
+    mode = params.get("sslmode", "prefer")  # libpq's default
+    if mode not in SSL_MODES:
+        raise ValueError(f"sslmode={mode!r} is not one of {', '.join(SSL_MODES)}")
+    if mode in ("disable", "allow", "prefer"):
+        if "sslcert" in params or "sslkey" in params:
+            raise ValueError(f"sslcert/sslkey need sslmode=require or stricter (got {mode})")
+        return rest, {"ssl": mode}
+    return rest, {"ssl": ssl_context(mode, params.get("sslrootcert"), params.get("sslcert"),
+                                     params.get("sslkey"))}
+
+
+def ssl_context(mode: str, rootcert: str | None, cert: str | None, key: str | None
+                ) -> ssl.SSLContext:
+    """The TLS context for require, verify-ca or verify-full (see `asyncpg_connect_args`)."""
+    if key and not cert:
+        raise ValueError("sslkey without sslcert")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = mode == "verify-full"
+    if mode == "require" and not rootcert:
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        default = Path.home() / ".postgresql" / "root.crt"
+        if rootcert and rootcert != "system":
+            ctx.load_verify_locations(cafile=rootcert)
+        elif not rootcert and default.is_file():
+            ctx.load_verify_locations(cafile=str(default))
+        else:
+            ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    if cert:
+        ctx.load_cert_chain(cert, keyfile=key)
+    return ctx
+
+
 def create_engine(url: str, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
     """``pre_ping`` tests each pooled connection before use (a round trip per checkout). The
     worker turns it off: its activities retry a failed attempt anyway, and SQLAlchemy drops
     the whole pool on the first disconnect error."""
+    plain, connect_args = asyncpg_connect_args(async_url(url))
     return create_async_engine(
-        async_url(url),
+        plain,
+        connect_args=connect_args,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
@@ -60,6 +127,8 @@ def embedded_postgres_url(state_dir: Path, database: str = "walletflow",
 
 
 async def resolve_database_url(database_url: str | None, state_dir: Path) -> str:
+    """DATABASE_URL, or (development only: production mode refuses to start without one, see
+    settings.production_problems) the embedded PostgreSQL."""
     if database_url:
         return async_url(database_url)
     return await asyncio.to_thread(embedded_postgres_url, state_dir)

@@ -17,28 +17,72 @@ class FlowRepository:
         self.session = session
 
     async def claim(self, tenant_id: str, key: str, flow_id: str, kind: str, user_id: str | None,
-                    request_hash: str) -> dict[str, Any] | None:
-        """Record the key (first request wins) and return the stored row; None when the flow id
+                    request_hash: str, lease_seconds: float | None = None
+                    ) -> dict[str, Any] | None:
+        """Record the key (first request wins, holding it for ``lease_seconds``) and return the
+        stored row, with ``claimed`` (this call inserted it) and ``in_flight`` (another request
+        holds its lease; no lease when ``lease_seconds`` is None); None when the flow id
         already belongs to another key (e.g. an order paid under another key)."""
-        await self.session.execute(
+        inserted = (await self.session.execute(
             text("INSERT INTO flows (tenant_id, idempotency_key, flow_id, kind, user_id, "
-                 "request_hash) VALUES (:t, :k, :f, :kind, :u, :h) ON CONFLICT DO NOTHING"),
-            {"t": tenant_id, "k": key, "f": flow_id, "kind": kind, "u": user_id, "h": request_hash},
-        )
+                 "request_hash, locked_until) VALUES (:t, :k, :f, :kind, :u, :h, "
+                 "now() + make_interval(secs => CAST(:lease AS double precision))) "
+                 "ON CONFLICT DO NOTHING "
+                 "RETURNING flow_id"),
+            {"t": tenant_id, "k": key, "f": flow_id, "kind": kind, "u": user_id,
+             "h": request_hash, "lease": lease_seconds},
+        )).first()
         row = (await self.session.execute(
-            text("SELECT flow_id, kind, request_hash, response, status_code FROM flows "
+            text("SELECT flow_id, kind, request_hash, response, status_code, "
+                 "coalesce(locked_until > now(), false) AS in_flight FROM flows "
                  "WHERE tenant_id = :t AND idempotency_key = :k"),
             {"t": tenant_id, "k": key},
         )).first()
-        return dict(row._mapping) if row else None
+        return dict(row._mapping) | {"claimed": inserted is not None} if row else None
+
+    async def take_over(self, tenant_id: str, key: str, lease_seconds: float) -> bool:
+        """Hold the lease of a key whose flow has no final answer and no request starting it
+        (a slow flow answered 202 before, or a request that died): True when this call got it."""
+        row = (await self.session.execute(
+            text("UPDATE flows SET locked_until = now() + make_interval(secs => :lease) "
+                 "WHERE tenant_id = :t AND idempotency_key = :k AND response IS NULL "
+                 "AND (locked_until IS NULL OR locked_until <= now()) RETURNING flow_id"),
+            {"t": tenant_id, "k": key, "lease": lease_seconds},
+        )).first()
+        return row is not None
 
     async def store_response(self, tenant_id: str, key: str, status_code: int,
                              response: dict[str, Any]) -> None:
+        """The final answer, replayed for every later request with the key (ends the lease)."""
         await self.session.execute(
-            text("UPDATE flows SET response = CAST(:r AS jsonb), status_code = :s "
+            text("UPDATE flows SET response = CAST(:r AS jsonb), status_code = :s, "
+                 "locked_until = NULL "
                  "WHERE tenant_id = :t AND idempotency_key = :k AND response IS NULL"),
             {"t": tenant_id, "k": key, "s": status_code, "r": json.dumps(response)},
         )
+
+    async def unlock(self, tenant_id: str, key: str) -> None:
+        """End the lease without a final answer: the next request with the key asks again."""
+        await self.session.execute(
+            text("UPDATE flows SET locked_until = NULL "
+                 "WHERE tenant_id = :t AND idempotency_key = :k AND response IS NULL"),
+            {"t": tenant_id, "k": key},
+        )
+
+    async def release(self, tenant_id: str, key: str, flow_id: str) -> None:
+        """Undo a claim whose workflow never started: the key and the rows recorded for the
+        flow while still in their first state (an order, a refund, a withdrawal), so the key
+        can be used again and nothing claims a flow that does not exist."""
+        params = {"t": tenant_id, "k": key, "f": flow_id}
+        for sql in (
+            "DELETE FROM refunds WHERE tenant_id = :t AND flow_id = :f AND status = 'requested'",
+            "DELETE FROM withdrawals WHERE tenant_id = :t AND flow_id = :f "
+            "AND status = 'requested'",
+            "DELETE FROM orders WHERE tenant_id = :t AND flow_id = :f AND status = 'pending'",
+            "DELETE FROM flows WHERE tenant_id = :t AND idempotency_key = :k "
+            "AND response IS NULL",
+        ):
+            await self.session.execute(text(sql), params)
 
     async def get(self, tenant_id: str, flow_id: str) -> dict[str, Any] | None:
         row = (await self.session.execute(

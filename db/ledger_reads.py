@@ -80,18 +80,42 @@ class LedgerReads:
         return next((b.posted for b in await self.balances(tenant_id, owner_id, (kind,))
                      if b.currency == currency), 0)
 
-    async def cashback(self, tenant_id: str, owner_id: str) -> list[tuple[str, int, int]]:
-        """(currency, pending, available) cashback credited to the user's wallets."""
+    async def cashback(self, tenant_id: str, owner_id: str) -> list[tuple[str, int, int, int]]:
+        """(currency, pending, available, clawed back) cashback of the user's wallets: holds,
+        posted cashback less what refunds clawed back, and those clawbacks."""
         rows = await self.session.execute(
-            text("SELECT t.currency, "
-                 "coalesce(sum(t.amount) FILTER (WHERE t.state = 'pending'), 0), "
-                 "coalesce(sum(t.amount) FILTER (WHERE t.state = 'posted'), 0) "
-                 "FROM transfers t JOIN accounts a ON a.id = t.credit_account_id "
+            text("SELECT a.currency, "
+                 "coalesce(sum(t.amount) FILTER (WHERE t.kind = 'cashback' "
+                 "AND t.state = 'pending' AND t.credit_account_id = a.id), 0), "
+                 "coalesce(sum(t.amount) FILTER (WHERE t.kind = 'cashback' "
+                 "AND t.state = 'posted' AND t.credit_account_id = a.id), 0), "
+                 "coalesce(sum(t.amount) FILTER (WHERE t.kind = 'cashback_clawback' "
+                 "AND t.state = 'posted' AND t.debit_account_id = a.id), 0) "
+                 "FROM accounts a JOIN LATERAL (SELECT * FROM transfers WHERE "
+                 "credit_account_id = a.id UNION ALL SELECT * FROM transfers WHERE "
+                 "debit_account_id = a.id) t ON t.kind IN ('cashback', 'cashback_clawback') "
                  "WHERE a.tenant_id = :t AND a.owner_id = :o AND a.kind = 'user_wallet' "
-                 "AND t.kind = 'cashback' GROUP BY t.currency ORDER BY t.currency"),
+                 "GROUP BY a.currency ORDER BY a.currency"),
             {"t": tenant_id, "o": owner_id},
         )
-        return [(r[0], int(r[1]), int(r[2])) for r in rows]
+        return [(r[0], int(r[1]), int(r[2]) - int(r[3]), int(r[3])) for r in rows]
+
+    async def purchase_cashback(self, tenant_id: str, flow_id: str, user_id: str,
+                                store_order_id: str) -> tuple[int, int, int]:
+        """(pending, posted, clawed back) cashback of one purchase: its flow's cashback holds
+        and what refunds of its order clawed back from the user's wallet."""
+        row = (await self.session.execute(text(
+            "SELECT coalesce(sum(amount) FILTER (WHERE kind = 'cashback' AND state = 'pending'), "
+            "0), coalesce(sum(amount) FILTER (WHERE kind = 'cashback' AND state = 'posted'), 0), "
+            "coalesce(sum(amount) FILTER (WHERE kind = 'cashback_clawback' "
+            "AND state = 'posted'), 0) FROM (SELECT kind, state, amount FROM transfers "
+            "WHERE tenant_id = :t AND flow_id = :f AND kind = 'cashback' UNION ALL "
+            "SELECT t.kind, t.state, t.amount FROM accounts a JOIN transfers t "
+            "ON t.debit_account_id = a.id WHERE a.tenant_id = :t AND a.kind = 'user_wallet' "
+            "AND a.owner_id = :u AND t.kind = 'cashback_clawback' "
+            "AND t.metadata->>'order_id' = :o) x"),
+            {"t": tenant_id, "f": flow_id, "u": user_id, "o": store_order_id})).one()
+        return int(row[0]), int(row[1]), int(row[2])
 
     async def system_balances(self, tenant_id: str) -> list[Balance]:
         """The tenant's system accounts, a sharded account's shards added up."""
@@ -109,6 +133,12 @@ class LedgerReads:
         return (await self.session.execute(text(
             "SELECT 1 FROM transfers WHERE tenant_id = :t AND idempotency_key = :k"),
             {"t": tenant_id, "k": idempotency_key})).first() is not None
+
+    async def transfer_amount(self, tenant_id: str, idempotency_key: str) -> int:
+        """The amount of the transfer written under this key (0 when there is none)."""
+        return int((await self.session.execute(text(
+            "SELECT coalesce(max(amount), 0) FROM transfers WHERE tenant_id = :t "
+            "AND idempotency_key = :k"), {"t": tenant_id, "k": idempotency_key})).scalar_one())
 
     async def lifetime_points(self, tenant_id: str, user_id: str) -> int:
         """Every point ever credited to the user (posted), whatever was spent since."""

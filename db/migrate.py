@@ -24,8 +24,28 @@ def alembic_config(database_url: str) -> Config:
 
 @functools.cache
 def head_revision() -> str:
-    """The newest migration this code ships (what /readyz expects the database to be at)."""
+    """The newest migration this code ships."""
     return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every migration this code ships."""
+    return frozenset(s.revision for s in ScriptDirectory(str(MIGRATIONS)).walk_revisions())
+
+
+def schema_problem(current: str | None) -> str | None:
+    """Why a database at migration ``current`` is not ready for this code (None: it is).
+
+    Ready at this code's head, or at a revision this code does not know: a newer release ran
+    its expand migration first (additive, so this code keeps working) and this pod is the old
+    side of a rolling deploy. Not ready with no migration yet, or at an older known one."""
+    head = head_revision()
+    if current is None:
+        return f"migrations not current (none applied; this code needs {head})"
+    if current != head and current in known_revisions():
+        return f"migrations not current ({current} is older than this code's {head})"
+    return None
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:

@@ -23,6 +23,22 @@ _FAN_OUT = text(
     "ON CONFLICT DO NOTHING) "
     "UPDATE outbox_events o SET dispatched_at = now() FROM batch b WHERE o.id = b.id")
 
+# Deliveries ready to start, oldest event first. One whose event names a flow (payload
+# ``flow_id``) waits while an earlier event of the same flow is still undelivered to the same
+# endpoint (not started, or started within the day a delivery may retry), so the flow's
+# events arrive in the order they were recorded (cashback.pending before .available).
+_READY = text(
+    "WITH open AS (SELECT d.id, d.endpoint_id, d.event_id, d.started_at, "
+    "o.payload->>'flow_id' AS flow FROM webhook_deliveries d "
+    "JOIN outbox_events o ON o.id = d.event_id WHERE d.status = 'pending'), "
+    "ready AS (SELECT x.id, x.event_id FROM open x WHERE x.started_at IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM open y WHERE y.endpoint_id = x.endpoint_id "
+    "AND y.flow = x.flow AND y.event_id < x.event_id "
+    "AND (y.started_at IS NULL OR y.started_at > now() - interval '25 hours')) "
+    "ORDER BY x.event_id, x.id LIMIT :n) "
+    "SELECT d.id, d.tenant_id FROM webhook_deliveries d JOIN ready r ON r.id = d.id "
+    "ORDER BY r.event_id, d.id FOR UPDATE OF d SKIP LOCKED")
+
 
 async def emit(session: AsyncSession, tenant_id: str, key: str, type_: str,
                payload: dict[str, Any]) -> None:
@@ -45,11 +61,10 @@ class OutboxRepository:
         await self.session.execute(_FAN_OUT, {"n": limit})
 
     async def deliveries_to_start(self, limit: int = 500) -> list[tuple[str, str]]:
-        """(delivery id, tenant id) of deliveries whose workflow has not been started, locked
-        until the caller's transaction ends."""
-        rows = await self.session.execute(text(
-            "SELECT id, tenant_id FROM webhook_deliveries WHERE started_at IS NULL "
-            "ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED"), {"n": limit})
+        """(delivery id, tenant id) of deliveries whose workflow has not been started, in the
+        order their events were recorded, locked until the caller's transaction ends. Events of
+        one flow reach an endpoint in that order (``_READY``)."""
+        rows = await self.session.execute(_READY, {"n": limit})
         return [(r.id, str(r.tenant_id)) for r in rows]
 
     async def mark_started(self, delivery_id: str) -> None:

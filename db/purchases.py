@@ -65,9 +65,17 @@ class PurchaseRepository:
              "t": tenant_id, "o": store_order_id})
 
     async def cashback_of_order(self, tenant_id: str, store_order_id: str) -> Any | None:
-        """The purchase with this store order id (flow_id, state, cashback, currency,
-        user_id), if any."""
+        """The purchase with this store order id (flow_id, state, cashback, currency, user_id,
+        amount, refunded), if any, locked until the transaction ends (clawbacks serialise)."""
         return (await self.session.execute(text(
-            "SELECT flow_id, state, cashback, currency, user_id FROM purchases "
-            "WHERE tenant_id = :t AND store_order_id = :o"),
+            "SELECT flow_id, state, cashback, currency, user_id, amount, refunded FROM purchases "
+            "WHERE tenant_id = :t AND store_order_id = :o FOR UPDATE"),
             {"t": tenant_id, "o": store_order_id})).first()
+
+    async def record_refunded(self, tenant_id: str, store_order_id: str, refunded: int) -> None:
+        """The order's refunded total, once its purchase's flow no longer counts refunds itself
+        (never down, never above the purchase's amount)."""
+        await self.session.execute(text(
+            "UPDATE purchases SET refunded = least(amount, greatest(refunded, :r)), "
+            "updated_at = now() WHERE tenant_id = :t AND store_order_id = :o"),
+            {"r": refunded, "t": tenant_id, "o": store_order_id})

@@ -69,12 +69,16 @@ class DeliveryRepository:
         self.session = session
 
     async def load(self, delivery_id: str) -> dict[str, Any]:
-        """The delivery with its endpoint (url, secrets, disabled?) and event (type, payload)."""
+        """The delivery with its endpoint (url, secrets, disabled?), event (type, payload) and
+        whether its tenant is in development mode (local destinations allowed)."""
         row = (await self.session.execute(text(
             "SELECT d.id, d.status, e.url, e.secret, e.previous_secret, "
             "e.previous_valid_until > now() AS previous_valid, e.disabled_at, "
-            "o.type, o.payload, o.created_at FROM webhook_deliveries d "
+            "o.type, o.payload, o.created_at, "
+            "coalesce(t.settings -> 'development' = 'true'::jsonb, false) AS development "
+            "FROM webhook_deliveries d "
             "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+            "JOIN tenants t ON t.id = d.tenant_id "
             "JOIN outbox_events o ON o.id = d.event_id WHERE d.id = :d"),
             {"d": delivery_id})).one()
         return dict(row._mapping)

@@ -108,9 +108,19 @@ async def flow_status(http: Any, tenant: Tenant, flow_id: str) -> dict[str, Any]
     return r.json()
 
 
+async def _status_or_unavailable(http: Any, tenant: Tenant, flow_id: str) -> dict[str, Any]:
+    """The flow's status; while no worker answers its query (e.g. one was just killed) the API
+    says 503 with Retry-After, which a caller retries."""
+    r = await http.get(f"/v1/flows/{flow_id}", headers=tenant.client)
+    if r.status_code == 503 and "retry-after" in r.headers:
+        return {"state": "unavailable"}
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 async def wait_state(http: Any, tenant: Tenant, flow_id: str, state: str,
                      within: float = 30.0) -> dict[str, Any]:
-    return await eventually(lambda: flow_status(http, tenant, flow_id),
+    return await eventually(lambda: _status_or_unavailable(http, tenant, flow_id),
                             lambda s: s["state"] == state, within=within)
 
 

@@ -119,7 +119,7 @@ async def test_rejected_refund_moves_nothing_and_requester_cannot_approve(
     assert ("user_wallet", "EUR") not in await balances(http, tenant) or (
         (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "0.00")
     assert (await order(http, tenant, "r-4"))["status"] == "paid"
-    # The whole amount can still be refunded: the rejected one reserved nothing.
+    # The whole amount can still be refunded: the rejected one gave its capacity back.
     r = await refund(http, tenant, "r-4", "small-1", "40.00")
     assert r.json()["state"] == "refunded"
 
@@ -186,8 +186,9 @@ async def test_bad_refunds_write_nothing(http, sessions, tenant) -> None:
                             t=tenant.id) == 0
 
 
-async def card_order(http, stripe_ctl, tenant: Tenant, order_id: str) -> None:
-    r = await pay(http, tenant, f"pay-{order_id}", order_id=order_id, amount="80.00",
+async def card_order(http, stripe_ctl, tenant: Tenant, order_id: str,
+                     amount: str = "80.00") -> None:
+    r = await pay(http, tenant, f"pay-{order_id}", order_id=order_id, amount=amount,
                   currency="EUR", method="card")
     await stripe_ctl.post(f"/_standin/payment_intents/{r.json()['payment']['payment_id']}"
                           "/succeed")
@@ -298,3 +299,47 @@ async def test_the_cli_lists_pending_approvals_and_approves_like_the_api(
     code, out, _ = await run_cli(database_url, temporal_address, "approvals", "list",
                                  "--tenant", tenant.slug)
     assert (code, out) == (0, "")
+
+
+async def refund_state(http, tenant: Tenant, flow_id: str) -> str:
+    return (await http.get(f"/v1/refunds/{flow_id}", headers=tenant.client)).json()["state"]
+
+
+async def test_a_refund_awaiting_approval_holds_its_capacity(http, stripe_ctl, sessions,
+                                                             tenant) -> None:
+    """€150 card order, €120 refund awaiting approval: only €30 is left for other refunds,
+    and the approved refund is then booked."""
+    await needs_approval_above(sessions, tenant, "100.00")
+    await card_order(http, stripe_ctl, tenant, "r-hold", amount="150.00")
+    r = await refund(http, tenant, "r-hold", "hold-big", "120.00")
+    assert (r.status_code, r.json()["state"]) == (202, "awaiting_approval"), r.text
+    flow_id = r.json()["flow_id"]
+    assert (await order(http, tenant, "r-hold"))["refundable"] == "30.00"
+    r = await refund(http, tenant, "r-hold", "hold-20-a", "20.00")
+    assert (r.status_code, r.json()["state"]) == (201, "refunded"), r.text
+    r = await refund(http, tenant, "r-hold", "hold-20-b", "20.00")
+    assert (r.status_code, r.json()["code"]) == (422, "refund_exceeds_paid"), r.text
+    r = await http.post(f"/v1/refunds/{flow_id}/approve", json={}, headers=tenant.admin)
+    assert (r.status_code, r.json()["decision"]) == (200, "approved"), r.text
+    await eventually(lambda: refund_state(http, tenant, flow_id), lambda s: s == "refunded")
+    o = await order(http, tenant, "r-hold")
+    assert (o["refunded"], o["refundable"], o["status"]) == (
+        "140.00", "10.00", "partially_refunded")
+    assert await count_rows(sessions, "SELECT sum(amount) FROM transfers WHERE tenant_id = :t "
+                            "AND kind = 'refund' AND metadata->>'order_id' = 'r-hold'",
+                            t=tenant.id) == 14000
+    assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "140.00"
+
+
+async def test_a_rejected_refund_gives_its_capacity_back(http, sessions, tenant) -> None:
+    await needs_approval_above(sessions, tenant, "100.00")
+    await paid_order(http, sessions, tenant, "r-give", amount="150.00", fund_with=15000)
+    r = await refund(http, tenant, "r-give", "give-1", "120.00")
+    assert r.json()["state"] == "awaiting_approval", r.text
+    assert (await order(http, tenant, "r-give"))["refundable"] == "30.00"
+    r = await http.post(f"/v1/refunds/{r.json()['flow_id']}/reject", json={"reason": "no"},
+                        headers=tenant.admin)
+    assert (r.status_code, r.json()["decision"]) == (200, "rejected"), r.text
+    assert (await order(http, tenant, "r-give"))["refundable"] == "150.00"
+    r = await refund(http, tenant, "r-give", "give-2", "120.00")
+    assert (r.status_code, r.json()["state"]) == (202, "awaiting_approval"), r.text

@@ -83,9 +83,12 @@ async def test_twenty_concurrent_requests_with_one_key_start_one_flow(http, stri
                                                                       tenant) -> None:
     responses = await asyncio.gather(*(
         topup(http, tenant, "same-key", amount="7.50", currency="EUR") for _ in range(20)))
-    assert {r.status_code for r in responses} == {201}
-    assert len({r.json()["flow_id"] for r in responses}) == 1
-    assert len({r.json()["payment"]["payment_id"] for r in responses}) == 1
+    # The first answers 201; a duplicate answers 409 idempotency_in_progress while it is in
+    # flight, its stored 201 after (tests/test_idempotency.py).
+    assert {r.status_code for r in responses} <= {201, 409}
+    answered = [r for r in responses if r.status_code == 201]
+    assert len({r.json()["flow_id"] for r in answered}) == 1
+    assert len({r.json()["payment"]["payment_id"] for r in answered}) == 1
     intents = (await stripe_ctl.get("/_standin/payment_intents",
                                     params={"flow_id": responses[0].json()["flow_id"]})).json()
     assert len(intents["data"]) == 1

@@ -1,6 +1,6 @@
 """Refund: give back part or all of a paid order — to the wallet, or to the original method
 (a gateway refund confirmed by its webhook). Above the tenant's threshold an admin approves
-first (maker-checker: the requester cannot approve). Never more than what was paid."""
+(maker-checker), the capacity held meanwhile. Never more than what was paid, ever promised."""
 
 from __future__ import annotations
 
@@ -47,25 +47,36 @@ class RefundWorkflow(ApprovalMessages):
         self._input = inp
         self._approvals = Approvals(inp.admins, inp.requested_by, 1, "refund")
         self._trail.step("requested")
-        if inp.needs_approval:
-            self._trail.state = "awaiting_approval"
-            if failure := await self._approvals.wait(inp.approval_window_seconds):
-                return await self._finish(ending(failure), failure, release=False)
-            self._trail.state = "processing"
-        try:
-            self._plan = await workflow.execute_activity(act.reserve_refund, RefundReservation(
-                inp.tenant_id, inp.flow_id, inp.order_id, inp.amount.amount, inp.destination),
-                **policies.LEDGER)
-        except ActivityError as e:
-            return await self._finish("refused", failure_of(e, ErrorCode.INTERNAL_ERROR),
-                                      release=False)
-        self._trail.step("reserved")
-        if self._plan.card and (failure := await self._refund_card(inp, self._plan)):
+        early = inp.needs_approval and workflow.patched("reserve-before-approval")
+        if inp.needs_approval and not early and (failure := await self._approve(inp)):
+            return await self._finish(ending(failure), failure, release=False)
+        if failure := await self._reserve(inp):
+            return await self._finish("refused", failure, release=False)
+        if early and (failure := await self._approve(inp)):
+            return await self._finish(ending(failure), failure, release=True)
+        if self._plan and self._plan.card and (failure := await self._refund_card(inp, self._plan)):
             return await self._finish("failed", failure, release=True)
         await self._settle("refunded", None)
         if step := await claw_back(inp.tenant_id, inp.flow_id, inp.order_id, inp.amount):
             self._trail.step(step)
         return await self._finish("refunded", None, release=False)
+
+    async def _approve(self, inp: RefundInput) -> Failure | None:  # None: an admin approved
+        assert self._approvals is not None
+        self._trail.state = "awaiting_approval"
+        failure = await self._approvals.wait(inp.approval_window_seconds)
+        self._trail.state = "awaiting_approval" if failure else "processing"  # until it ends
+        return failure
+
+    async def _reserve(self, inp: RefundInput) -> Failure | None:  # None: capacity reserved
+        try:
+            self._plan = await workflow.execute_activity(act.reserve_refund, RefundReservation(
+                inp.tenant_id, inp.flow_id, inp.order_id, inp.amount.amount, inp.destination),
+                **policies.LEDGER)
+        except ActivityError as e:
+            return failure_of(e, ErrorCode.INTERNAL_ERROR)
+        self._trail.step("reserved")
+        return None
 
     async def _refund_card(self, inp: RefundInput, plan: RefundPlan) -> Failure | None:
         """The gateway refund, confirmed by its webhook (or, at the deadline, by asking)."""
@@ -109,8 +120,6 @@ class RefundWorkflow(ApprovalMessages):
         self._trail.end(state, failure)  # reported once the database says so
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
-
-    # -- messages (decisions: ApprovalMessages) -----------------------------------------------
 
     @workflow.signal(name="refund_event")
     def refund_event(self, event: RefundEvent) -> None:

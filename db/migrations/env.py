@@ -6,9 +6,8 @@ import asyncio
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from db.engine import async_url
+from db.engine import create_engine
 
 
 def _run(connection: Connection) -> None:
@@ -18,7 +17,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
-    engine = create_async_engine(async_url(context.config.get_main_option("sqlalchemy.url") or ""))
+    engine = create_engine(context.config.get_main_option("sqlalchemy.url") or "", 1)  # + sslmode
     async with engine.connect() as conn:
         await conn.run_sync(_run)
         await conn.commit()
