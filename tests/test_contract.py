@@ -31,7 +31,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import Failure, FailureGroup
 
 from api.app import create_app
-from api.openapi import SUCCESS
+from api.openapi_routes import SUCCESS
 from api.schemas import AMOUNT_PATTERN
 from contracts.money import MAX_MINOR_UNITS, MoneyError, parse_amount
 from tests.support import LiveServer, create_tenant
