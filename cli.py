@@ -149,100 +149,6 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-async def cmd_decide(args: argparse.Namespace) -> int:
-    """Approve or reject any flow waiting for approval (withdrawal or refund) as the named admin:
-    the same `decide` update the API sends, so the same maker-checker rules apply."""
-    from api.decisions import decide
-    from api.errors import ProblemError
-    from temporal_client import connect
-
-    client = await connect(get_settings())
-    try:
-        result = await decide(client, args.flow_id, args.admin, args.command_name == "approve",
-                              args.note)
-    except ProblemError as e:
-        print(f"refused ({e.code}): {e.detail}", file=sys.stderr)
-        return 1
-    print(result)
-    return 0
-
-
-async def cmd_approvals_list(args: argparse.Namespace) -> int:
-    """Withdrawals and refunds of a tenant waiting for an admin, asked of each open flow."""
-    from temporal_client import connect
-
-    async with tenant_transaction(args.tenant):
-        pass  # the tenant exists
-    client = await connect(get_settings())
-    query = ("ExecutionStatus = 'Running' AND (WorkflowType = 'WithdrawalWorkflow' OR "
-             "WorkflowType = 'RefundWorkflow')")
-    progress("listing open withdrawals and refunds …")
-    ids = [w.id async for w in client.list_workflows(query) if w.id.startswith(f"{args.tenant}:")]
-    waiting = []
-    for n, flow_id in enumerate(ids, 1):
-        status = await client.get_workflow_handle(flow_id).query("status")
-        if status["state"] == "awaiting_approval":
-            waiting.append(status)
-        if n % 20 == 0 or n == len(ids):
-            progress(f"  asked {n}/{len(ids)} flows, {len(waiting)} awaiting approval")
-    for st in waiting:
-        amounts = st.get("amounts") or {}
-        amount = next((f"{v} {amounts.get(k + '_currency', '')}".strip()
-                       for k, v in amounts.items() if not k.endswith("_currency")), "")
-        print(f"{st['flow_id']}\t{st['kind']}\t{st.get('user_id') or ''}\t{amount}"
-              f"\t{st['created_at'][:16]}")
-    return 0
-
-
-async def cmd_webhook_rotate(args: argparse.Namespace) -> int:
-    """A new whsec_ secret; the old one keeps signing for 24 h."""
-    from db.webhook_endpoints import WebhookEndpointRepository, new_secret
-
-    secret = new_secret()
-    async with tenant_transaction(args.tenant) as (session, tenant):
-        row = await WebhookEndpointRepository(session).rotate(tenant["id"], args.endpoint_id,
-                                                              secret)
-        if row is None:
-            raise NoTenant(f"{args.tenant} has no webhook endpoint {args.endpoint_id}")
-    print(json.dumps({"id": row.id, "secret": secret,
-                      "previous_valid_until": row.previous_valid_until.isoformat()}, indent=2))
-    return 0
-
-
-async def cmd_webhook_deliveries(args: argparse.Namespace) -> int:
-    from db.webhook_endpoints import WebhookEndpointRepository
-
-    async with tenant_transaction(args.tenant) as (session, tenant):
-        rows = await WebhookEndpointRepository(session).deliveries(
-            tenant["id"], args.endpoint, args.status, args.limit)
-    for r in rows:
-        print(f"{r.id}\t{r.endpoint_id}\t{r.type}\t{r.status}\t{r.attempts} attempt(s)"
-              f"\t{r.last_status or r.last_error or ''}")
-    return 0
-
-
-async def cmd_webhook_resend(args: argparse.Namespace) -> int:
-    """Send deliveries again under their webhook-id (e.g. after the receiver was fixed)."""
-    from api.webhook_endpoints import start_resend
-    from db.webhook_endpoints import WebhookEndpointRepository
-    from temporal_client import connect
-
-    settings = get_settings()
-    async with tenant_transaction(args.tenant) as (session, tenant):
-        repo = WebhookEndpointRepository(session)
-        ids = list(args.delivery_id) or [
-            r.id for r in await repo.deliveries(tenant["id"], args.endpoint, "failed", 10_000)]
-        for delivery_id in ids:
-            if not await repo.reopen(tenant["id"], delivery_id):
-                raise NoTenant(f"{args.tenant} has no delivery {delivery_id}")
-    client = await connect(settings)
-    for n, delivery_id in enumerate(ids, 1):
-        await start_resend(client, settings.temporal_task_queue, tenant["id"], delivery_id)
-        progress(f"  re-sent {n}/{len(ids)}: {delivery_id}")
-    print(f"{len(ids)} delivery(ies) re-sent")
-    return 0
-
-
 async def cmd_ledger_check(_: argparse.Namespace) -> int:
     engine, sessions, _ = await _sessions()
     try:
@@ -312,58 +218,14 @@ def add_account_commands(sub: Commands) -> None:
     sa.set_defaults(fn=cmd_store_add)
 
 
-def add_decision(commands: Commands, name: str,
-                 help: str, note_help: str | None) -> None:
-    d = commands.add_parser(name, help=help)
-    d.add_argument("flow_id")
-    d.add_argument("--admin", required=True, help="the deciding admin (an admin key holder)")
-    d.add_argument("--note", help=note_help)
-    d.set_defaults(fn=cmd_decide, command_name=name)
-
-
-def add_approval_commands(sub: Commands) -> None:
-    wd = group(sub, "withdrawal", "withdrawals")
-    for name in ("approve", "reject"):
-        add_decision(wd, name, f"{name} a withdrawal as the named admin", None)
-    wl = wd.add_parser("list", help="list withdrawals, e.g. --status awaiting_approval")
-    wl.add_argument("--tenant", required=True)
-    wl.add_argument("--status")
-    wl.set_defaults(fn=cmd_withdrawal_list)
-
-    for name in ("approve", "reject"):
-        add_decision(sub, name, f"{name} a withdrawal or refund waiting for approval",
-                     "a reason, kept in the flow's history")
-    al = group(sub, "approvals", "flows waiting for an admin").add_parser(
-        "list", help="withdrawals and refunds awaiting approval")
-    al.add_argument("--tenant", required=True)
-    al.set_defaults(fn=cmd_approvals_list)
-
-
-def add_webhook_commands(sub: Commands) -> None:
-    wh = group(sub, "webhook", "outbound webhooks")
-    wr = wh.add_parser("rotate", help="a new endpoint secret (the old one is valid for 24 h)")
-    wr.add_argument("--tenant", required=True)
-    wr.add_argument("endpoint_id")
-    wr.set_defaults(fn=cmd_webhook_rotate)
-    wdl = wh.add_parser("deliveries", help="list deliveries, e.g. --status failed")
-    wdl.add_argument("--tenant", required=True)
-    wdl.add_argument("--endpoint")
-    wdl.add_argument("--status", choices=["pending", "delivered", "failed", "disabled"])
-    wdl.add_argument("--limit", type=int, default=50)
-    wdl.set_defaults(fn=cmd_webhook_deliveries)
-    wre = wh.add_parser("resend", help="re-send deliveries (default: every failed one)")
-    wre.add_argument("--tenant", required=True)
-    wre.add_argument("delivery_id", nargs="*")
-    wre.add_argument("--endpoint", help="only this endpoint's failed deliveries")
-    wre.set_defaults(fn=cmd_webhook_resend)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="walletflow", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
     add_tenant_commands(sub)
     add_account_commands(sub)
+    from cli_ops import add_approval_commands, add_webhook_commands
+
     add_approval_commands(sub)
     add_webhook_commands(sub)
     group(sub, "ledger", "the ledger").add_parser(
