@@ -228,6 +228,12 @@ def parser() -> argparse.ArgumentParser:
 
     add_approval_commands(sub)
     add_webhook_commands(sub)
+    from cli_reconcile import add_reconcile_commands
+
+    add_reconcile_commands(sub)
+    from cli_settings import add_settings_commands
+
+    add_settings_commands(sub)
     group(sub, "ledger", "the ledger").add_parser(
         "check", help="verify every ledger invariant; exit 1 on a violation"
     ).set_defaults(fn=cmd_ledger_check)

@@ -74,14 +74,16 @@ class DevStack:
 
     def start_temporal(self, ui_port: int) -> None:
         """The Temporal dev server with its UI, persisted to a file (unless an address is
-        configured or something already listens on 7233)."""
+        configured or something already listens on 7233). The UI decodes the encrypted
+        payloads through the API's codec endpoint (api/codec.py)."""
         if configured_address(self.settings):  # TEMPORAL_ADDRESS or a Temporal profile
             return
         if port_free(7233):
             self.spawn("temporal", [
                 str(BIN / "temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port",
                 "7233", "--ui-port", str(ui_port), "--db-filename",
-                str(self.state / "temporal.db"), "--log-level", "warn", *dev_server_args()])
+                str(self.state / "temporal.db"), "--log-level", "warn",
+                "--ui-codec-endpoint", f"{self.api_url}/v1/temporal-codec", *dev_server_args()])
         wait_port("127.0.0.1", 7233, "Temporal")
         self.env["TEMPORAL_ADDRESS"] = "127.0.0.1:7233"
 
@@ -188,7 +190,7 @@ def banner(dev: DevStack, ui_port: int, demo: dict[str, str]) -> str:
     return f"""
 walletflow is running
   API docs      {api_url}/docs
-  Temporal UI   http://127.0.0.1:{ui_port}
+  Temporal UI   http://127.0.0.1:{ui_port} (payloads decoded by {api_url}/v1/temporal-codec)
   metrics       {api_url}/metrics (API), http://{env["WORKER_METRICS_ADDRESS"]}/metrics (worker)
   health        {api_url}/readyz (API), http://{env["WORKER_HEALTH_ADDRESS"]}/readyz (worker)
   Stripe        {env.get('STRIPE_API_BASE', 'https://api.stripe.com')}

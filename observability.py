@@ -31,6 +31,8 @@ from temporalio.worker import (
     Interceptor,
 )
 
+import faultpoints
+
 # -- request/flow context ---------------------------------------------------------------------
 
 
@@ -180,6 +182,26 @@ class LogContextInterceptor(Interceptor):
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _ActivityContext(next)
+
+
+class _ActivityFaultPoints(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        where: dict[str, Any] = {"flow_id": info.workflow_id, "activity_id": info.activity_id,
+                                 "attempt": info.attempt, "local": info.is_local}
+        faultpoints.reached(f"before:{info.activity_type}", **where)
+        result = await self.next.execute_activity(input)
+        faultpoints.reached(f"after:{info.activity_type}", **where)
+        return result
+
+
+class FaultPointInterceptor(Interceptor):
+    """The crash sweep's kill points around every activity and local activity
+    (``faultpoints``: a no-op unless WALLETFLOW_FAULT_POINT or WALLETFLOW_FAULT_TRACE is set).
+    Registered innermost, so ``after:`` is after the activity's own commit."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityFaultPoints(next)
 
 
 # -- traces -----------------------------------------------------------------------------------

@@ -8,16 +8,22 @@ and real webhook secrets are configured (`production_problems`)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from limits import parse_many
+from limits.aio.storage import MovingWindowSupport
+from limits.storage import SCHEMES
 from pydantic import BaseModel, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from temporalio.envconfig import ClientConfigProfile
+
+from payload_codec import DEV_CODEC_KEY, DEV_CODEC_KEYS, parse_key_ring
 
 
 class PointsPackage(BaseModel):
@@ -35,6 +41,8 @@ DEV_STRIPE_KEY = "sk_test_walletflow_standin"
 DEV_STRIPE_KEY_PREFIX = "sk_test_walletflow"  # the stand-in's keys (dev stack, tests, bench)
 DEV_WEBHOOK_SECRET = "whsec_walletflow_dev_secret"
 MASK = "**********"
+TEMPORAL_UI_ORIGINS = "http://127.0.0.1:8233,http://localhost:8233"  # the dev stack's and compose's
+_URLS = ("database_url", "rate_limit_storage_uri")  # shown with their password as ***
 
 
 class Settings(BaseSettings):
@@ -74,6 +82,9 @@ class Settings(BaseSettings):
     # Fan the event outbox out into outbound webhook deliveries (one dispatcher is enough;
     # several are safe).
     run_dispatcher: bool = True
+    # The janitor's Temporal Schedule (schedules.py): reconcile, credit paid flows whose
+    # webhooks were lost, remove orphan flow rows; every this many seconds (0: not scheduled).
+    janitor_interval_seconds: float = 300
     # host:port of the worker's Prometheus endpoint (Temporal SDK metrics); unset: off
     worker_metrics_address: str | None = None
     # host:port of the worker's /healthz and /readyz (polling, PostgreSQL and Temporal
@@ -84,6 +95,36 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_body_bytes: int = 64 * 1024
+    # Rate limits per API key (api/ratelimit.py, a moving window): `limits` notation, several
+    # separated by ";" (all apply). A tenant's settings {"rate_limits": {"per_key": "50/second"}}
+    # replace the default for its keys.
+    rate_limit_enabled: bool = True
+    rate_limit_default: str = "100/second;2000/minute"
+    # memory:// (each API process counts alone) or a store the API replicas share: redis://,
+    # rediss://, redis+sentinel://, redis+cluster://, valkey://, mongodb:// (memcached cannot
+    # hold a moving window)
+    rate_limit_storage_uri: str = "memory://"
+
+    @field_validator("rate_limit_default")
+    @classmethod
+    def _limits_notation(cls, v: str) -> str:
+        try:
+            if not parse_many(v):
+                raise ValueError("empty")
+        except ValueError:
+            raise ValueError(f"{v!r} is not a rate limit such as '100/second;2000/minute'"
+                             ) from None
+        return v
+
+    @field_validator("rate_limit_storage_uri")
+    @classmethod
+    def _moving_window_store(cls, v: str) -> str:
+        scheme = v.partition("://")[0].removeprefix("async+")
+        storage = SCHEMES.get(f"async+{scheme}")
+        if storage is None or not issubclass(storage, MovingWindowSupport):
+            raise ValueError(f"{scheme or v!r}: use memory://, redis://, rediss://, "
+                             "redis+sentinel://, redis+cluster://, valkey:// or mongodb://")
+        return v
 
     # Stripe. With real keys and no STRIPE_API_BASE the same code talks to real Stripe.
     stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_KEY)
@@ -94,9 +135,30 @@ class Settings(BaseSettings):
     stripe_webhook_tolerance_seconds: int = 300
     stripe_timeout_seconds: float = 10.0
 
+    # Temporal payload encryption (payload_codec.py): "k2:<base64 32 bytes>,k1:<base64>", the
+    # first encrypts, all decrypt. The default is the public development key (refused in
+    # production).
+    walletflow_codec_keys: SecretStr = SecretStr(DEV_CODEC_KEYS)
+    # Bearer token of the codec endpoint the Temporal UI decodes through (api/codec.py); unset:
+    # the endpoint refuses every request, unless the ring is the public development key only.
+    walletflow_codec_token: SecretStr | None = None
+    # Comma-separated origins (the Temporal UI's) allowed to call the codec endpoint.
+    walletflow_codec_cors_origins: str = TEMPORAL_UI_ORIGINS
+
     # Flows
     topup_expiry_seconds: int = 1800
     points_packages_json: str = json.dumps(DEFAULT_PACKAGES)
+
+    @field_validator("walletflow_codec_keys")
+    @classmethod
+    def _key_ring(cls, v: SecretStr) -> SecretStr:
+        parse_key_ring(v.get_secret_value())  # ValueError: reported as a configuration error
+        return v
+
+    @field_validator("walletflow_codec_token")
+    @classmethod
+    def _empty_token_is_none(cls, v: SecretStr | None) -> SecretStr | None:
+        return v if v is not None and v.get_secret_value().strip() else None
 
     @model_validator(mode="after")
     def _production_ready(self) -> Settings:
@@ -109,6 +171,21 @@ class Settings(BaseSettings):
     def webhook_secrets(self) -> list[str]:
         raw = self.stripe_webhook_secrets.get_secret_value()
         return [s.strip() for s in raw.split(",") if s.strip()]
+
+    @property
+    def codec_keys(self) -> dict[str, bytes]:
+        """The payload key ring, in order (the first encrypts)."""
+        return parse_key_ring(self.walletflow_codec_keys.get_secret_value())
+
+    @property
+    def codec_is_development(self) -> bool:
+        """Payloads are encrypted with the public development key only."""
+        return list(self.codec_keys.values()) == [base64.b64decode(DEV_CODEC_KEY)]
+
+    @property
+    def codec_cors_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.walletflow_codec_cors_origins.split(",")
+                if o.strip()]
 
     @cached_property
     def points_packages(self) -> dict[str, PointsPackage]:
@@ -125,7 +202,7 @@ class Settings(BaseSettings):
         """repr()/str() show the database URL without its password (secrets show as
         ``SecretStr('**********')`` already)."""
         for name, value in super().__repr_args__():
-            yield name, (mask_url(value) if name == "database_url" and value else value)
+            yield name, (mask_url(value) if name in _URLS and value else value)
 
     def masked(self) -> dict[str, Any]:
         """Every setting, for the start-up log line: secrets as ``**********``, the database
@@ -135,7 +212,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = MASK if value.get_secret_value() else ""
-            elif name == "database_url" and value:
+            elif name in _URLS and value:
                 value = mask_url(value)
             elif isinstance(value, Path):
                 value = str(value)
@@ -175,6 +252,9 @@ def production_problems(settings: Settings) -> list[str]:
     if not secrets or DEV_WEBHOOK_SECRET in secrets:
         problems.append("STRIPE_WEBHOOK_SECRETS: your Stripe endpoint's signing secret(s), not "
                         "the development default")
+    if base64.b64decode(DEV_CODEC_KEY) in settings.codec_keys.values():
+        problems.append("WALLETFLOW_CODEC_KEYS: your own payload encryption key(s), not the "
+                        "development key")
     return problems
 
 

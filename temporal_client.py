@@ -2,7 +2,9 @@
 
 The connection comes from the Temporal SDK's environment configuration (`temporalio.envconfig`:
 a TOML profile from TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE, with the TEMPORAL_* variables over
-it), then walletflow's explicit settings over that (`connect_options`)."""
+it), then walletflow's explicit settings over that (`connect_options`). Every client it makes
+encrypts payloads with walletflow's key ring (`data_converter`, `payload_codec.py`); the worker
+takes the converter from its client."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from temporalio.client import Client, TLSConfig
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from payload_codec import EncryptionCodec
 from settings import MASK, Settings
 
 DEV_ADDRESS = "127.0.0.1:7233"  # the local dev server (scripts/dev.py, development only)
@@ -86,12 +90,23 @@ def connect_options(settings: Settings, profile: ClientConfigProfile | None = No
     }
 
 
+def data_converter(settings: Settings) -> DataConverter:
+    """The one data converter: the SDK's JSON payloads, encrypted with WALLETFLOW_CODEC_KEYS
+    (AES-256-GCM; the first key encrypts, all decrypt). The API, the CLI, the worker (through
+    its client) and the replay test use it; the codec endpoint (api/codec.py) decodes with the
+    same ring."""
+    return dataclasses.replace(DataConverter.default,
+                               payload_codec=EncryptionCodec(settings.codec_keys))
+
+
 async def connect(settings: Settings, runtime: Runtime | None = None,
                   interceptors: Sequence[Any] = (), lazy: bool = False) -> Client:
-    """``lazy``: connect on first use (the API starts, and answers 503, while Temporal is down)."""
+    """``lazy``: connect on first use (the API starts, and answers 503, while Temporal is down).
+    Payloads are encrypted (`data_converter`)."""
     options = connect_options(settings)
     return await Client.connect(options.pop("target_host"), runtime=runtime,
-                                interceptors=list(interceptors), lazy=lazy, **options)
+                                interceptors=list(interceptors), lazy=lazy,
+                                data_converter=data_converter(settings), **options)
 
 
 def describe_connection(options: dict[str, Any]) -> dict[str, Any]:

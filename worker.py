@@ -22,21 +22,25 @@ from activities.ledger import LedgerActivities
 from activities.orders import OrderActivities
 from activities.outbound import WebhookActivities
 from activities.purchases import PurchaseActivities
+from activities.reconcile import Reconciler
 from activities.refunds import RefundActivities
 from activities.withdrawals import WithdrawalActivities
 from db.engine import create_engine, ping, resolve_database_url, session_factory
 from dispatcher import Dispatcher
 from observability import (
+    FaultPointInterceptor,
     LogContextInterceptor,
     configure_logging,
     serve_probes,
     temporal_interceptors,
     tracer_provider_from_env,
 )
+from schedules import ensure_janitor_schedule
 from settings import Settings, get_settings
 from temporal_client import connect, exit_now, log_configuration, metrics_runtime
 from workflows.campaign import CampaignWorkflow
 from workflows.donation import DonationWorkflow
+from workflows.janitor import JanitorWorkflow
 from workflows.metrics import FlowMetricsInterceptor
 from workflows.order_payment import OrderPaymentWorkflow
 from workflows.purchase_credit import PurchaseCreditWorkflow
@@ -46,7 +50,8 @@ from workflows.webhook_delivery import WebhookDeliveryWorkflow
 from workflows.withdrawal import WithdrawalWorkflow
 
 WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow, OrderPaymentWorkflow, RefundWorkflow,
-             CampaignWorkflow, DonationWorkflow, WithdrawalWorkflow, WebhookDeliveryWorkflow]
+             CampaignWorkflow, DonationWorkflow, WithdrawalWorkflow, WebhookDeliveryWorkflow,
+             JanitorWorkflow]
 
 
 def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
@@ -75,8 +80,10 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
     campaigns = CampaignActivities(sessions)
     withdrawals = WithdrawalActivities(sessions)
     webhooks = WebhookActivities(sessions)
+    reconciler = Reconciler(gateways, sessions, client)
     interceptors = [LogContextInterceptor(), FlowMetricsInterceptor(),
-                    *worker_options.pop("interceptors", [])]  # type: ignore[misc]
+                    *worker_options.pop("interceptors", []),  # type: ignore[misc]
+                    FaultPointInterceptor()]  # innermost: faultpoints.py
     return Worker(
         client,
         workflow_runner=workflow_runner(),
@@ -106,6 +113,7 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
             gateway.cancel_payment,
             purchases.evaluate,
             purchases.apply_step,
+            reconciler.reconcile, reconciler.nudge_paid, reconciler.remove_orphans,
         ],
         interceptors=interceptors,
         **worker_options,  # type: ignore[arg-type]
@@ -147,6 +155,8 @@ async def main() -> None:
     if settings.run_dispatcher:
         dispatcher = asyncio.create_task(
             Dispatcher(client, session_factory(engine), settings.temporal_task_queue).run())
+    await ensure_janitor_schedule(client, settings.temporal_task_queue,
+                                  settings.janitor_interval_seconds)
     polling = False
     probes = None
     if settings.worker_health_address:

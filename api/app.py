@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api import (
     analytics,
     campaigns,
+    codec,
     errors,
     flows,
     health,
@@ -18,9 +19,11 @@ from api import (
     openapi,
     orders,
     purchases,
+    ratelimit,
     refunds,
     settings_routes,
     store_webhooks,
+    stores,
     telemetry,
     topups,
     users,
@@ -65,12 +68,13 @@ def create_app(settings: Settings | None = None, tracer_provider: Any | None = N
     app.state.settings = settings
     app.add_middleware(TextGuard)  # innermost of the middlewares: telemetry sees its 422s
     errors.install(app)
+    ratelimit.install(app, settings)  # per API key; RateLimit-* headers: api/ratelimit.py
     openapi.install(app)  # the completed document: api/openapi.py
     metrics.install(app)
     telemetry.install(app, tracer_provider)
     for module in (topups, orders, refunds, campaigns, withdrawals, users, wallets, flows,
-                   webhooks, purchases, store_webhooks, analytics, settings_routes,
-                   webhook_endpoints, metrics, health):
+                   webhooks, purchases, stores, store_webhooks, analytics, settings_routes,
+                   webhook_endpoints, metrics, health, codec):
         app.include_router(module.router)
     return app
 

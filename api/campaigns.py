@@ -23,6 +23,15 @@ from api.deps import (
 from api.errors import ProblemError
 from api.flows import TEMPORAL_TIMEOUT
 from api.flowstart import Answer, FlowStart, FlowStarter, commit_before_start, refusal, start_flow
+from api.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    by_time,
+    id_position,
+    next_page,
+    time_position,
+)
 from api.schemas import CampaignCreate, DonationCreate, money
 from api.users import known_user
 from contracts.donation import CampaignInput, DonationInput, DonationResult
@@ -76,10 +85,14 @@ async def create_campaign(principal: AdminPrincipal,
     return await _campaign(session, principal, body.campaign_id)
 
 
-@router.get("/v1/campaigns", summary="Campaigns with their progress")
-async def list_campaigns(principal: AnyPrincipal, session: DbSession) -> dict[str, Any]:
-    rows = await CampaignQueries(session).with_progress(principal.tenant_id)
-    return {"data": [_view(r) for r in rows]}
+@router.get("/v1/campaigns", summary="Campaigns with their progress, newest first")
+async def list_campaigns(principal: AnyPrincipal, session: DbSession, cursor: Cursor = None,
+                         limit: Limit = DEFAULT_LIMIT) -> dict[str, Any]:
+    rows = await CampaignQueries(session).with_progress(principal.tenant_id,
+                                                        time_position(cursor), limit + 1)
+    page, next_cursor = next_page(rows, limit, lambda r: by_time(r["created_at"],
+                                                                 r["campaign_id"]))
+    return {"data": [_view(r) for r in page], "next_cursor": next_cursor}
 
 
 @router.get("/v1/campaigns/{campaign_id}", summary="A campaign and its progress")
@@ -140,11 +153,14 @@ async def donate(campaign_id: str, request: Request, principal: ClientPrincipal,
         view=lambda flow_id, state: {"flow_id": flow_id, "state": state}))
 
 
-@router.get("/v1/users/{user_id}/donations", summary="A user's donations")
-async def user_donations(user_id: str, principal: ClientPrincipal,
-                         session: DbSession) -> dict[str, Any]:
-    rows = await CampaignQueries(session).donations_of(principal.tenant_id, user_id)
+@router.get("/v1/users/{user_id}/donations", summary="A user's donations, newest first")
+async def user_donations(user_id: str, principal: ClientPrincipal, session: DbSession,
+                         cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT) -> dict[str, Any]:
+    await known_user(session, principal, user_id)
+    rows = await CampaignQueries(session).donations_of(principal.tenant_id, user_id,
+                                                       id_position(cursor), limit + 1)
+    page, next_cursor = next_page(rows, limit, lambda r: r["id"])
     return {"data": [{"flow_id": r["flow_id"], "campaign_id": r["campaign_id"],
                       "amount": format_amount(r["amount"], r["currency"]),
                       "currency": r["currency"], "created_at": r["created_at"].isoformat()}
-                     for r in rows]}
+                     for r in page], "next_cursor": next_cursor}

@@ -1,7 +1,7 @@
 """Request dependencies, as typed ``Annotated`` aliases every endpoint declares: the database
 session (committed or rolled back here, once), the Temporal client, the settings, the caller's
-identity and the parsed body. Only this module (and ``api/metrics.py`` for its registry)
-reads ``app.state``."""
+identity (rate limited per API key: ``api/ratelimit.py``) and the parsed body. Only this module
+(and ``api/metrics.py`` for its registry) reads ``app.state``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from api.boundary import refuse_unencodable
 from api.errors import ProblemError
+from api.ratelimit import KeyRateLimiter, enforce
 from contracts.errors import ErrorCode as E
 from db.tenants import Principal, TenantRepository
 from observability import bind
@@ -34,6 +35,11 @@ def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
 def _temporal(request: Request) -> Client:
     client: Client = request.app.state.temporal
     return client
+
+
+def _rate_limiter(request: Request) -> KeyRateLimiter | None:
+    limiter: KeyRateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    return limiter
 
 
 def _settings(request: Request) -> Settings:
@@ -132,6 +138,7 @@ async def _principal(request: Request, sessions: Sessions) -> Principal:
         raise ProblemError(E.UNAUTHORIZED, "unknown or revoked API key")
     request.state.principal = principal
     bind(tenant_id=principal.tenant_id)
+    await enforce(_rate_limiter(request), request, principal)  # 429 over the key's limit
     return principal
 
 

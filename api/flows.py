@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ClientPrincipal, DbSession, Temporal
 from api.errors import ProblemError
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import encode_cursor, time_position
 from api.views import FlowStatusView
 from contracts.errors import ErrorCode as E
 from contracts.flow import FlowState, FlowStatus
@@ -68,15 +68,7 @@ async def get_flow(flow_id: str, principal: ClientPrincipal, session: DbSession,
 
 
 def _before(cursor: str | None) -> tuple[datetime, str] | None:
-    before = decode_cursor(cursor)
-    if before is None:
-        return None
-    if not (isinstance(before, list) and len(before) == 2):
-        raise ProblemError(E.INVALID_CURSOR, "the cursor is malformed")
-    try:
-        return datetime.fromisoformat(before[0]), str(before[1])
-    except (TypeError, ValueError):
-        raise ProblemError(E.INVALID_CURSOR, "the cursor is malformed") from None
+    return time_position(cursor)  # 400 invalid_cursor when malformed (NUL, overflow, shape)
 
 
 @router.get("/v1/flows", summary="The tenant's flows, newest first")

@@ -38,6 +38,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+import faultpoints
 from api.errors import PROBLEM_JSON, ProblemError, problem_body
 from contracts.errors import ErrorCode as E
 from db.flows import FlowRepository
@@ -161,6 +162,7 @@ async def start_flow(ctx: FlowStarter, spec: FlowStart) -> JSONResponse:
     if spec.record is not None:
         await spec.record(row["flow_id"])
     await commit_before_start(ctx.session)
+    faultpoints.reached("api:after-claim", flow_id=row["flow_id"])  # tests/test_crash_sweep.py
     try:
         answer = await _run(ctx, spec, row["flow_id"])
     except Exception as e:

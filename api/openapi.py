@@ -4,9 +4,9 @@ FastAPI's own document is completed here, once, from what each route really does
 
 - every answer an operation gives has a schema: its success model (``SUCCESS``), and every
   error status one ``Problem`` (application/problem+json) whose ``code`` is the ErrorCode enum;
-- the error statuses come from the route's dependencies (an API key → 401/403; a JSON body →
-  400/413/415/422; PostgreSQL or Temporal → 503; a path parameter → 404), from starting a flow
-  (the ``Idempotency-Key`` header → 400/409/422) and from the route's own refusals
+- the error statuses come from the route's dependencies (an API key → 401/403/429; a JSON
+  body → 400/413/415/422; PostgreSQL or Temporal → 503; a path parameter → 404), from starting
+  a flow (the ``Idempotency-Key`` header → 400/409/422) and from the route's own refusals
   (``REFUSALS``), each status mapped through the one table in ``api/errors.py``;
 - authenticated operations name the HTTP bearer scheme, so "Try it out" in /docs sends a key;
 - FastAPI's default 422 body (HTTPValidationError) is replaced by the problem schema.
@@ -82,7 +82,7 @@ def implied(route: APIRoute) -> list[Refusal]:
     names = _names(route)
     codes: list[Refusal] = [E.VALIDATION_ERROR]  # any input (api/boundary.py, parameters)
     if "_principal" in names:
-        codes.append(E.UNAUTHORIZED)
+        codes += [E.UNAUTHORIZED, E.RATE_LIMITED]
     if any(n.startswith("require.") for n in names):
         codes.append(E.INSUFFICIENT_SCOPE)
     if "raw_body" in names:
@@ -129,7 +129,7 @@ def _problem_response(status: int, codes: list[E]) -> dict[str, Any]:
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {
             "required": True, "schema": {"type": "string"}, "description": "the scheme"}}
-    if status == 503:
+    if status in (429, 503):
         response["headers"] = {"Retry-After": {
             "required": True, "schema": {"type": "string"}, "description": "seconds"}}
     return response

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from api import settings_models as sm
 from api import views as v
 from api import views_admin as a
 from contracts.errors import ErrorCode as E
@@ -44,6 +45,14 @@ SUCCESS: dict[str, tuple[type[BaseModel] | None, tuple[int, ...]]] = {
     "POST /v1/purchases/{order_id}/refunds": (a.StoreEventOutcome, (200,)),
     "GET /v1/purchases/{order_id}": (v.FlowStatusView, (200,)),
     "POST /v1/stores": (a.StoreCredentialView, (201,)),
+    "GET /v1/stores": (a.StoreList, (200,)),
+    "POST /v1/stores/{store_id}/rotate": (a.StoreCredentialView, (200,)),
+    "DELETE /v1/stores/{store_id}": (a.DeletedView, (200,)),
+    "GET /v1/users/{user_id}": (v.UserDetailView, (200,)),
+    "PATCH /v1/webhook-endpoints/{endpoint_id}": (a.EndpointView, (200,)),
+    "POST /v1/webhook-endpoints/{endpoint_id}/disable": (a.EndpointView, (200,)),
+    "POST /v1/webhook-endpoints/{endpoint_id}/enable": (a.EndpointView, (200,)),
+    "DELETE /v1/webhook-endpoints/{endpoint_id}": (a.DeletedView, (200,)),
     "POST /v1/widget/purchases": (a.PurchaseAccepted, (201, 200)),
     "POST /v1/widget/interactions": (a.InteractionView, (201,)),
     "POST /v1/webhooks/shopify": (a.WebhookAck, (200,)),
@@ -51,6 +60,13 @@ SUCCESS: dict[str, tuple[type[BaseModel] | None, tuple[int, ...]]] = {
     "GET /v1/analytics": (a.AnalyticsView, (200,)),
     "GET /v1/settings/rewards": (a.RewardsPolicyView, (200,)),
     "PUT /v1/settings/rewards": (a.RewardsPolicyView, (200,)),
+    "GET /v1/settings/refunds": (sm.RefundSettingsView, (200,)),
+    "PUT /v1/settings/refunds": (sm.RefundSettingsView, (200,)),
+    "GET /v1/settings/withdrawals": (sm.WithdrawalSettingsView, (200,)),
+    "PUT /v1/settings/withdrawals": (sm.WithdrawalSettingsView, (200,)),
+    "GET /v1/settings/events": (sm.EventSettingsView, (200,)),
+    "PUT /v1/settings/events": (sm.EventSettingsView, (200,)),
+    "GET /v1/settings/audit": (sm.SettingsAuditPage, (200,)),
     "GET /v1/webhook-endpoints": (a.EndpointList, (200,)),
     "POST /v1/webhook-endpoints": (a.EndpointView, (201,)),
     "POST /v1/webhook-endpoints/{endpoint_id}/rotate": (a.EndpointView, (200,)),
@@ -106,8 +122,23 @@ REFUSALS: dict[str, tuple[Refusal, ...]] = {
     "POST /v1/webhooks/shopify": _SIGNED,
     "POST /v1/webhooks/woocommerce": _SIGNED,
     "GET /v1/analytics": (E.INVALID_PERIOD, E.INVALID_CURRENCY),
+    "GET /v1/settings/audit": (E.INVALID_CURSOR,),
     "POST /v1/webhook-endpoints": (E.URL_NOT_ALLOWED,),
     "POST /v1/webhook-endpoints/{endpoint_id}/rotate": (E.ENDPOINT_NOT_FOUND,),
+    "PATCH /v1/webhook-endpoints/{endpoint_id}": (E.ENDPOINT_NOT_FOUND, E.URL_NOT_ALLOWED),
+    "POST /v1/webhook-endpoints/{endpoint_id}/disable": (E.ENDPOINT_NOT_FOUND,),
+    "POST /v1/webhook-endpoints/{endpoint_id}/enable": (E.ENDPOINT_NOT_FOUND,),
+    "DELETE /v1/webhook-endpoints/{endpoint_id}": (E.ENDPOINT_NOT_FOUND,),
+    "GET /v1/webhook-endpoints": (E.INVALID_CURSOR,),
+    "GET /v1/webhook-deliveries": (E.INVALID_CURSOR,),
+    "POST /v1/stores": (E.STORE_EXISTS,),
+    "GET /v1/stores": (E.INVALID_CURSOR,),
+    "POST /v1/stores/{store_id}/rotate": (E.STORE_NOT_FOUND,),
+    "DELETE /v1/stores/{store_id}": (E.STORE_NOT_FOUND,),
+    "GET /v1/users/{user_id}": (E.USER_NOT_FOUND,),
+    "GET /v1/users/{user_id}/donations": (E.USER_NOT_FOUND, E.INVALID_CURSOR),
+    "GET /v1/campaigns": (E.INVALID_CURSOR,),
+    "GET /v1/withdrawals": (E.INVALID_CURSOR,),
     "POST /v1/webhook-deliveries/{delivery_id}/resend": (E.DELIVERY_NOT_FOUND,),
 }
 

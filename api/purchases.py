@@ -4,7 +4,6 @@ server-to-server call, all ending in one PurchaseCreditWorkflow per (tenant, sto
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,7 +17,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
-    AdminPrincipal,
     AppSettings,
     ClientPrincipal,
     DbSession,
@@ -36,7 +34,6 @@ from api.schemas import (
     InteractionReport,
     PurchaseReport,
     RefundReport,
-    StoreCredentialCreate,
     money,
 )
 from api.signatures import widget_valid
@@ -230,20 +227,6 @@ async def _ledger_amounts(session: AsyncSession, row: dict[str, Any]) -> dict[st
             "cashback_pending": format_amount(pending, cur),
             "cashback_clawed_back": format_amount(clawed, cur),
             "refunded": format_amount(row["refunded"], cur)}
-
-
-@router.post("/v1/stores", status_code=201, openapi_extra=openapi_body(StoreCredentialCreate),
-             summary="Connect the widget, a Shopify shop or a WooCommerce store (admin)")
-async def add_store(body: Annotated[StoreCredentialCreate,
-                                    Depends(json_body(StoreCredentialCreate))],
-                    principal: AdminPrincipal, session: DbSession) -> dict[str, Any]:
-    public_key = body.public_key or (f"pk_{secrets.token_hex(12)}" if body.platform == "widget"
-                                     else None)
-    if public_key is None:
-        raise ProblemError(E.VALIDATION_ERROR, "public_key (shop domain / URL) is required")
-    secret = await StoreRepository(session).add_credential(principal.tenant_id, body.platform,
-                                                           public_key)
-    return {"platform": body.platform, "public_key": public_key, "secret": secret}
 
 
 # -- the shop widget (signed with the tenant's widget secret, no API key) ---------------------

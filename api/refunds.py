@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.decisions import decide_flow
@@ -26,8 +26,9 @@ from api.orders import known_order
 from api.schemas import DecisionBody, RefundCreate, money
 from api.views import FlowStatusView
 from contracts.errors import ErrorCode as E
-from contracts.money import Money, format_amount, parse_amount
+from contracts.money import Money, format_amount
 from contracts.refund import RefundInput
+from contracts.settings import amount_setting
 from db.refunds import RefundQueries
 from db.tenants import Principal, TenantRepository
 from workflows.refund import RefundWorkflow
@@ -60,11 +61,28 @@ def _refundable(order: dict[str, Any], amount: Money) -> None:
         raise ProblemError(E.REFUND_EXCEEDS_PAID, f"at most {left} can still be refunded")
 
 
-def _needs_approval(principal: Principal, amount: Money) -> bool:
-    threshold = ((principal.settings.get("refunds") or {}).get("approval_threshold") or {}
-                 ).get(amount.currency)
-    return threshold is not None and amount.amount >= parse_amount(
-        str(Decimal(threshold)), amount.currency)
+async def _needs_approval(session: AsyncSession, principal: Principal, order_id: str,
+                          flow_id: str, amount: Money) -> bool:
+    """Maker-checker per order, cumulatively: an admin approves once the order's refunds so far
+    (reserved — those awaiting approval included — or requested) plus this one reach the
+    tenant's threshold, so many small refunds cannot add up past it unseen. Runs under the
+    order's lock until the refund's row is committed (concurrent requests count each other)."""
+    threshold = amount_setting(principal.settings, "refunds", "approval_threshold",
+                               amount.currency)
+    if threshold is None:
+        return False
+    held, mine = await RefundQueries(session).held_for_order(principal.tenant_id, order_id,
+                                                             flow_id)
+    return held + (0 if mine else amount.amount) >= threshold
+
+
+async def _record(session: AsyncSession, principal: Principal, flow_id: str, amount: Money,
+                  body: RefundCreate, order_id: str) -> bool:
+    """The refund's row, and whether it needs approval (decided under the order's lock)."""
+    needs = await _needs_approval(session, principal, order_id, flow_id, amount)
+    await RefundQueries(session).create(principal.tenant_id, flow_id, order_id, amount.amount,
+                                        amount.currency, body.destination, principal.actor)
+    return needs
 
 
 async def _outcome(temporal: Client, flow_id: str, state: str,
@@ -85,7 +103,7 @@ async def create_refund(order_id: str, request: Request, principal: AnyPrincipal
                         settings: AppSettings) -> JSONResponse:
     order = await known_order(session, principal.tenant_id, order_id)
     amount = _amount(body, order)
-    needs_approval = _needs_approval(principal, amount)
+    decided: dict[str, bool] = {}  # needs_approval, decided by record() under the order's lock
     admins = await TenantRepository(session).admins(principal.tenant_id)
 
     def make_input(flow_id: str) -> RefundInput:
@@ -93,19 +111,18 @@ async def create_refund(order_id: str, request: Request, principal: AnyPrincipal
             tenant_id=principal.tenant_id, flow_id=flow_id, order_id=order_id,
             order_flow_id=order["flow_id"], user_id=order["user_id"], amount=amount,
             destination=body.destination, requested_by=principal.actor,
-            needs_approval=needs_approval, admins=admins)
+            needs_approval=decided["needs_approval"], admins=admins)
 
     def view(flow_id: str, state: str) -> dict[str, Any]:
         return {"flow_id": flow_id, "order_id": order_id,
                 "amount": format_amount(amount.amount, amount.currency),
                 "currency": amount.currency, "destination": body.destination,
-                "needs_approval": needs_approval, "status_url": f"/v1/refunds/{flow_id}",
-                "state": state}
+                "needs_approval": decided["needs_approval"],
+                "status_url": f"/v1/refunds/{flow_id}", "state": state}
 
     async def record(flow_id: str) -> None:
-        await RefundQueries(session).create(principal.tenant_id, flow_id, order_id,
-                                            amount.amount, amount.currency, body.destination,
-                                            principal.actor)
+        decided["needs_approval"] = await _record(session, principal, flow_id, amount, body,
+                                                  order_id)
 
     async def answer(flow_id: str, state: str) -> Answer:
         return await _outcome(temporal, flow_id, state, view(flow_id, state))

@@ -100,17 +100,33 @@ class InteractionReport(Strict):
     occurred_at: datetime | None = None
 
 
+StoreSecret = Annotated[str, Field(min_length=8, max_length=300, pattern=r"^\S+$", description=(
+    "the secret the platform signs its webhooks with (Shopify: the app's API secret key; "
+    "WooCommerce: the webhook's secret)"))]
+
+
 class StoreCredentialCreate(Strict):
-    """The widget's public key is generated; a shop's is its domain or URL (required)."""
+    """The widget's public key and secret are generated; a shop's public key is its domain or
+    URL and its secret is the one the platform signs with (both required)."""
 
     model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"platform": {"const": "widget"}}},
-        {"required": ["public_key"],
-         "properties": {"public_key": {"type": "string", "pattern": "\\S"}}}]})
+        {"properties": {"platform": {"const": "widget"}, "secret": {"type": "null"}}},
+        {"required": ["public_key", "secret"],
+         "properties": {"platform": {"enum": ["shopify", "woocommerce"]},
+                        "public_key": {"type": "string", "pattern": "\\S"},
+                        "secret": {"type": "string"}}}]})
 
     platform: Literal["widget", "shopify", "woocommerce"]
     public_key: str | None = Field(default=None, max_length=300, description=(
         "Shopify shop domain or WooCommerce store URL; generated for the widget"))
+    secret: StoreSecret | None = None
+
+
+class StoreRotate(Strict):
+    """Shopify and WooCommerce: the platform's new secret (required); the widget: none (a new
+    one is generated)."""
+
+    secret: StoreSecret | None = None
 
 
 Rate = Annotated[str, Field(pattern=r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$", examples=["0.10"])]
@@ -178,3 +194,11 @@ class WebhookEndpointCreate(Strict):
     url: str = Field(max_length=2000, pattern=r"^https?://", examples=["https://shop.example/hooks"])
     event_types: list[str] = Field(default_factory=list, max_length=50,
                                    description="empty: every event")
+
+
+class WebhookEndpointUpdate(Strict):
+    """What to change (a field left out keeps its value)."""
+
+    url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
+    event_types: list[str] | None = Field(default=None, max_length=50,
+                                          description="empty: every event")

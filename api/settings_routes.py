@@ -1,47 +1,95 @@
-"""Tenant settings an admin manages: the rewards policy (cashback rate, return window, minimum
-attribution confidence, points and tiers)."""
+"""Tenant settings an admin manages, one group per route (GET reads it back, PUT replaces the
+fields it names): rewards (cashback, points, tiers), refunds (approval thresholds), withdrawals
+(limits, two-admin threshold, approval window), events (development mode). The rules are
+``contracts/settings.py``'s (the CLI keeps the same); every change is audited
+(``GET /v1/settings/audit``) and applies to the flows started from then on."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Annotated, Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
 
-from api.deps import AdminPrincipal, DbSession, json_body, openapi_body
+from api.deps import AdminPrincipal, AppSettings, DbSession, json_body, openapi_body
 from api.errors import ProblemError
+from api.pagination import decode_cursor, encode_cursor
 from api.schemas import RewardsSettings
+from api.settings_models import EventSettings, RefundSettings, WithdrawalSettings
 from contracts.errors import ErrorCode as E
-from contracts.rewards import rewards_policy
-from db.tenants import TenantSettings
+from contracts.settings import SettingsError
+from db.settings_audit import SettingsAudit
+from db.tenants import Principal, TenantSettings
+from settings import Settings
 
 router = APIRouter(tags=["settings"])
 
-
-@router.get("/v1/settings/rewards", summary="The tenant's rewards policy (admin)")
-async def get_rewards(principal: AdminPrincipal, session: DbSession) -> dict[str, Any]:
-    settings = await TenantSettings(session).lock(principal.tenant_id)
-    return dataclasses.asdict(rewards_policy(settings))
-
-
-def _check_tiers(rewards: dict[str, Any]) -> None:
-    thresholds = rewards.get("tier_thresholds")
-    if thresholds:
-        values = [thresholds.get(t) for t in ("silver", "gold", "platinum")]
-        if None in values or values != sorted(values) or values[0] <= 0:
-            raise ProblemError(E.VALIDATION_ERROR,
-                               "tier thresholds must be positive and silver < gold < platinum")
+_SUMMARIES = {
+    "rewards": ("The tenant's rewards policy (admin)",
+                "Change the rewards policy; applies to purchases reported from now on"),
+    "refunds": ("Refund approval thresholds (admin)",
+                "Change the refund approval thresholds; applies to refunds requested from now on"),
+    "withdrawals": ("Withdrawal limits and approvals (admin)",
+                    "Change the withdrawal limits and approvals; applies to withdrawals "
+                    "requested from now on"),
+    "events": ("Outbound webhook settings (admin)",
+               "Change the outbound webhook settings (development mode)"),
+}
 
 
-@router.put("/v1/settings/rewards", openapi_extra=openapi_body(RewardsSettings),
-            summary="Change the rewards policy; applies to purchases reported from now on")
-async def put_rewards(principal: AdminPrincipal,
-                      body: Annotated[RewardsSettings, Depends(json_body(RewardsSettings))],
-                      session: DbSession) -> dict[str, Any]:
-    tenant = TenantSettings(session)
-    settings = await tenant.lock(principal.tenant_id)
-    rewards = {**settings.get("rewards", {}), **body.model_dump(exclude_none=True)}
-    _check_tiers(rewards)
-    settings["rewards"] = rewards
-    await tenant.replace(principal.tenant_id, settings)
-    return dataclasses.asdict(rewards_policy(settings))
+async def change(session: DbSession, principal: Principal, settings: Settings, group: str,
+                 body: BaseModel) -> dict[str, Any]:
+    """Apply the fields the body names (null: back to the default), audited as the key's
+    holder; the group as it applies now. 422 when the rules refuse it (nothing changes)."""
+    try:
+        return await TenantSettings(session).change(
+            principal.tenant_id, group, body.model_dump(exclude_unset=True), principal.actor,
+            principal.key_id, production=settings.walletflow_env == "production")
+    except SettingsError as e:
+        raise ProblemError(E.VALIDATION_ERROR, str(e)) from None
+
+
+def _add_group(group: str, model: type[BaseModel]) -> None:
+    """GET and PUT /v1/settings/<group>."""
+    read, write = _SUMMARIES[group]
+
+    async def get_group(principal: AdminPrincipal, session: DbSession) -> dict[str, Any]:
+        return await TenantSettings(session).show(principal.tenant_id, group)
+
+    # (the body's model is this group's: a default, as the annotation cannot name a local)
+    async def put_group(principal: AdminPrincipal, session: DbSession, settings: AppSettings,
+                        body: BaseModel = Depends(json_body(model))) -> dict[str, Any]:
+        return await change(session, principal, settings, group, body)
+
+    get_group.__name__, put_group.__name__ = f"get_{group}", f"put_{group}"
+    router.add_api_route(f"/v1/settings/{group}", get_group, methods=["GET"], summary=read)
+    router.add_api_route(f"/v1/settings/{group}", put_group, methods=["PUT"], summary=write,
+                         openapi_extra=openapi_body(model))
+
+
+for _group, _model in (("rewards", RewardsSettings), ("refunds", RefundSettings),
+                       ("withdrawals", WithdrawalSettings), ("events", EventSettings)):
+    _add_group(_group, _model)
+
+
+def _before(cursor: str | None) -> int | None:
+    before = decode_cursor(cursor)
+    if before is not None and (not isinstance(before, int) or isinstance(before, bool)
+                               or not 0 < before < 2**63):
+        raise ProblemError(E.INVALID_CURSOR, "the cursor is malformed")
+    return before
+
+
+@router.get("/v1/settings/audit", summary="Changes to the tenant's settings, newest first (admin)")
+async def list_changes(principal: AdminPrincipal, session: DbSession,
+                       group: Literal["rewards", "refunds", "withdrawals", "events"] | None
+                       = None,
+                       cursor: str | None = None,
+                       limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
+    rows = await SettingsAudit(session).newest_first(principal.tenant_id, _before(cursor),
+                                                     limit + 1, group)
+    data = [{"id": str(r["id"]), "group": r["setting_group"], "actor": r["actor"],
+             "key_id": r["key_id"], "old": r["old_value"], "new": r["new_value"],
+             "changed_at": r["changed_at"].isoformat()} for r in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+    return {"data": data, "next_cursor": next_cursor}

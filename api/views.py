@@ -186,6 +186,7 @@ class CampaignView(BaseModel):
 
 class CampaignList(BaseModel):
     data: list[CampaignView]
+    next_cursor: str | None
 
 
 class DonationItem(BaseModel):
@@ -198,6 +199,7 @@ class DonationItem(BaseModel):
 
 class DonationList(BaseModel):
     data: list[DonationItem]
+    next_cursor: str | None
 
 
 class WithdrawalItem(BaseModel):
@@ -213,12 +215,26 @@ class WithdrawalItem(BaseModel):
 
 class WithdrawalList(BaseModel):
     data: list[WithdrawalItem]
+    next_cursor: str | None
 
 
 class UserView(BaseModel):
     user_id: str
     email: str | None
     created_at: str
+
+
+class NextTierView(BaseModel):
+    name: str
+    threshold: str = Field(description="lifetime points that reach it")
+    points_needed: str
+
+
+class UserDetailView(UserView):
+    tier: str = Field(examples=["silver"])
+    lifetime_points: str = Field(description="every point ever credited (posted), "
+                                 "whatever was spent since")
+    next_tier: NextTierView | None = Field(description="None at the top tier")
 
 
 class BalanceView(BaseModel):

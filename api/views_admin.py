@@ -24,10 +24,25 @@ class StoreEventOutcome(BaseModel):
     outcome: str = Field(examples=["signalled", "flow_closed_or_unknown"])
 
 
-class StoreCredentialView(BaseModel):
-    platform: str
+class StoreView(BaseModel):
+    store_id: str
+    platform: Literal["widget", "shopify", "woocommerce"]
     public_key: str
-    secret: str
+    created_at: str
+
+
+class StoreCredentialView(StoreView):
+    secret: str = Field(description="answered only when it is set (connected or rotated)")
+
+
+class DeletedView(BaseModel):
+    id: str
+    deleted: Literal[True]
+
+
+class StoreList(BaseModel):
+    data: list[StoreView]
+    next_cursor: str | None
 
 
 class InteractionView(BaseModel):
@@ -56,6 +71,7 @@ class EndpointView(BaseModel):
 
 class EndpointList(BaseModel):
     data: list[EndpointView]
+    next_cursor: str | None
 
 
 class DeliveryAttempt(BaseModel):
@@ -75,6 +91,7 @@ class DeliveryView(BaseModel):
 
 class DeliveryList(BaseModel):
     data: list[DeliveryView]
+    next_cursor: str | None
 
 
 class ResendView(BaseModel):

@@ -23,10 +23,12 @@ from api.deps import (
 from api.errors import ProblemError
 from api.flows import flow_status, status_of
 from api.flowstart import Answer, FlowStart, FlowStarter, refusal, start_flow
+from api.pagination import DEFAULT_LIMIT, Cursor, Limit, by_time, next_page, time_position
 from api.schemas import DecisionBody, WithdrawalCreate, money
 from api.views import FlowStatusView
 from contracts.errors import ErrorCode as E
-from contracts.money import Money, format_amount, parse_amount
+from contracts.money import Money, format_amount
+from contracts.settings import amount_setting, approval_window
 from contracts.withdrawal import WithdrawalInput
 from db.ledger import LedgerRepository
 from db.tenants import Principal, TenantRepository
@@ -37,8 +39,8 @@ router = APIRouter(tags=["withdrawals"])
 
 
 def _limit(settings: dict[str, Any], name: str, currency: str) -> int | None:
-    value = ((settings.get("withdrawals") or {}).get(name) or {}).get(currency)
-    return parse_amount(str(value), currency) if value is not None else None
+    """A withdrawal limit or threshold (``PUT /v1/settings/withdrawals``); None: not set."""
+    return amount_setting(settings, "withdrawals", name, currency)
 
 
 async def _check_amount(session: AsyncSession, principal: Principal,
@@ -60,8 +62,7 @@ async def _input(session: AsyncSession, principal: Principal, body: WithdrawalCr
                  amount: Money) -> Any:
     """flow id → the workflow's input (limits and admins as of the request)."""
     two_admins = _limit(principal.settings, "two_admin_threshold", body.currency)
-    window = int((principal.settings.get("withdrawals") or {}).get(
-        "approval_window_seconds", 72 * 3600))
+    window = approval_window(principal.settings)
     admins = await TenantRepository(session).admins(principal.tenant_id)
 
     def make_input(flow_id: str) -> WithdrawalInput:
@@ -116,14 +117,19 @@ async def create_withdrawal(request: Request, principal: ClientPrincipal,
         pending_state="requested"))
 
 
-@router.get("/v1/withdrawals", summary="Withdrawals, e.g. those pending approval (admin)")
+@router.get("/v1/withdrawals", summary="Withdrawals, newest first, e.g. those pending "
+            "approval (admin)")
 async def list_withdrawals(principal: AdminPrincipal, session: DbSession,
-                           status: str | None = None) -> dict[str, Any]:
-    rows = await WithdrawalQueries(session).list_newest_first(principal.tenant_id, status)
+                           status: str | None = None, cursor: Cursor = None,
+                           limit: Limit = DEFAULT_LIMIT) -> dict[str, Any]:
+    rows = await WithdrawalQueries(session).list_newest_first(
+        principal.tenant_id, status, limit + 1, time_position(cursor))
+    page, next_cursor = next_page(rows, limit, lambda r: by_time(r.created_at, r.flow_id))
     return {"data": [{"flow_id": r.flow_id, "user_id": r.user_id, "status": r.status,
                       "amount": format_amount(r.amount, r.currency), "currency": r.currency,
                       "method": r.method, "requested_by": r.requested_by,
-                      "created_at": r.created_at.isoformat()} for r in rows]}
+                      "created_at": r.created_at.isoformat()} for r in page],
+            "next_cursor": next_cursor}
 
 
 @router.get("/v1/withdrawals/{flow_id}", summary="A withdrawal's status and its decisions",

@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_SCOPE = "insufficient_scope"
     SIGNATURE_MISSING = "signature_missing"
     SIGNATURE_INVALID = "signature_invalid"
+    RATE_LIMITED = "rate_limited"  # the API key sent more than its rate limit allows
     # -- what it names --------------------------------------------------------------------------
     NOT_FOUND = "not_found"
     USER_NOT_FOUND = "user_not_found"
@@ -52,6 +53,8 @@ class ErrorCode(StrEnum):
     DELIVERY_NOT_FOUND = "delivery_not_found"
     REFUND_NOT_FOUND = "refund_not_found"
     WITHDRAWAL_NOT_FOUND = "withdrawal_not_found"
+    STORE_NOT_FOUND = "store_not_found"
+    STORE_EXISTS = "store_exists"
     # -- business refusals (a flow's typed outcome) ----------------------------------------------
     INSUFFICIENT_FUNDS = "insufficient_funds"
     REFUND_EXCEEDS_PAID = "refund_exceeds_paid"

@@ -62,10 +62,15 @@ class CampaignQueries:
              "cap": capped, "e": ends_at, "f": flow_id})).first()
         return created is not None
 
-    async def with_progress(self, tenant_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    async def with_progress(self, tenant_id: str, before: tuple[Any, str] | None = None,
+                            limit: int = 200) -> list[dict[str, Any]]:
+        """Campaigns with their progress, newest first, before (created_at, campaign id)."""
         rows = await self.session.execute(
-            text(_PROGRESS + " ORDER BY c.created_at DESC LIMIT :lim"),
-            {"t": tenant_id, "lim": limit})
+            text(_PROGRESS + " AND (CAST(:bc AS timestamptz) IS NULL OR "
+                 "(c.created_at, c.campaign_id) < (CAST(:bc AS timestamptz), CAST(:bi AS text)))"
+                 " ORDER BY c.created_at DESC, c.campaign_id DESC LIMIT :lim"),
+            {"t": tenant_id, "lim": limit, "bc": before[0] if before else None,
+             "bi": before[1] if before else None})
         return [dict(r._mapping) for r in rows]
 
     async def one_with_progress(self, tenant_id: str, campaign_id: str
@@ -74,14 +79,17 @@ class CampaignQueries:
                                           {"t": tenant_id, "c": campaign_id})).first()
         return dict(row._mapping) if row else None
 
-    async def donations_of(self, tenant_id: str, user_id: str,
+    async def donations_of(self, tenant_id: str, user_id: str, before_id: int | None = None,
                            limit: int = 200) -> list[dict[str, Any]]:
-        """A user's donations, newest first (flow_id, amount, currency, created_at,
-        campaign_id)."""
+        """A user's donations, newest first, before the transfer id ``before_id`` (id,
+        flow_id, amount, currency, created_at, campaign_id)."""
         rows = await self.session.execute(text(
-            "SELECT t.flow_id, t.amount, t.currency, t.created_at, c.owner_id AS campaign_id "
+            "SELECT t.id, t.flow_id, t.amount, t.currency, t.created_at, "
+            "c.owner_id AS campaign_id "
             "FROM transfers t JOIN accounts d ON d.id = t.debit_account_id "
             "JOIN accounts c ON c.id = t.credit_account_id WHERE t.tenant_id = :t "
-            "AND t.kind = 'donation' AND d.owner_id = :u ORDER BY t.id DESC LIMIT :lim"),
-            {"t": tenant_id, "u": user_id, "lim": limit})
+            "AND t.kind = 'donation' AND d.owner_id = :u "
+            "AND (CAST(:b AS bigint) IS NULL OR t.id < CAST(:b AS bigint)) "
+            "ORDER BY t.id DESC LIMIT :lim"),
+            {"t": tenant_id, "u": user_id, "lim": limit, "b": before_id})
         return [dict(r._mapping) for r in rows]

@@ -3,6 +3,7 @@ transaction."""
 
 from __future__ import annotations
 
+import builtins
 import json
 from typing import Any
 
@@ -104,3 +105,39 @@ class FlowRepository:
              "bf": before[1] if before else None, "lim": limit},
         )
         return [dict(r._mapping) for r in rows]
+
+    async def orphan_candidates(self, tenant_id: str | None, grace_seconds: float,
+                                max_age_seconds: float, limit: int = 200
+                                ) -> builtins.list[dict[str, Any]]:
+        """Claimed rows that may never have got a workflow (the API died between claiming and
+        starting it): no final answer, no lease held, older than ``grace_seconds`` but younger
+        than ``max_age_seconds`` (an older flow's workflow may be past history retention), and
+        nothing of the flow in the ledger or at a gateway. The caller asks Temporal."""
+        rows = await self.session.execute(
+            text("SELECT f.tenant_id::text AS tenant_id, f.idempotency_key, f.flow_id, f.kind "
+                 "FROM flows f WHERE f.response IS NULL "
+                 "AND (f.locked_until IS NULL OR f.locked_until <= now()) "
+                 "AND f.created_at < now() - make_interval(secs => :grace) "
+                 "AND f.created_at > now() - make_interval(secs => :age) "
+                 "AND (CAST(:t AS text) IS NULL OR f.tenant_id = CAST(:t AS uuid)) "
+                 "AND NOT EXISTS (SELECT 1 FROM gateway_objects g WHERE g.flow_id = f.flow_id) "
+                 "AND NOT EXISTS (SELECT 1 FROM transfers x WHERE x.flow_id = f.flow_id) "
+                 "ORDER BY f.created_at LIMIT :n"),
+            {"t": tenant_id, "grace": float(grace_seconds), "age": float(max_age_seconds),
+             "n": limit},
+        )
+        return [dict(r._mapping) for r in rows]
+
+    async def remove_orphan(self, tenant_id: str, key: str, flow_id: str) -> bool:
+        """Remove an orphan row (as ``release`` does for a start that failed) unless a request
+        took its lease or stored its answer meanwhile; True when removed."""
+        row = (await self.session.execute(
+            text("SELECT flow_id FROM flows WHERE tenant_id = CAST(:t AS uuid) "
+                 "AND idempotency_key = :k AND flow_id = :f AND response IS NULL "
+                 "AND (locked_until IS NULL OR locked_until <= now()) FOR UPDATE"),
+            {"t": tenant_id, "k": key, "f": flow_id},
+        )).first()
+        if row is None:
+            return False
+        await self.release(tenant_id, key, flow_id)
+        return True

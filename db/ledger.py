@@ -215,7 +215,8 @@ class LedgerRepository(LedgerReads):
             raise LedgerConflict("an event for another tenant")
         rows: dict[str, list[Any]] = {k: [] for k in _COLUMNS}
         for t in transfers:
-            if t.amount <= 0 or t.debit.currency != t.currency or t.credit.currency != t.currency:
+            if (t.amount <= 0 or t.debit == t.credit or t.debit.currency != t.currency
+                    or t.credit.currency != t.currency):
                 raise LedgerConflict(f"malformed transfer {t.idempotency_key}")
             debit, credit = (_shard(t.debit, t.idempotency_key),
                              _shard(t.credit, t.idempotency_key))

@@ -37,7 +37,7 @@ _READY = text(
     "AND (y.started_at IS NULL OR y.started_at > now() - interval '25 hours')) "
     "ORDER BY x.event_id, x.id LIMIT :n) "
     "SELECT d.id, d.tenant_id FROM webhook_deliveries d JOIN ready r ON r.id = d.id "
-    "ORDER BY r.event_id, d.id FOR UPDATE OF d SKIP LOCKED")
+    "ORDER BY r.event_id, d.id")
 
 
 async def emit(session: AsyncSession, tenant_id: str, key: str, type_: str,
@@ -60,12 +60,23 @@ class OutboxRepository:
         """Turn up to ``limit`` new events into deliveries (one per matching endpoint)."""
         await self.session.execute(_FAN_OUT, {"n": limit})
 
-    async def deliveries_to_start(self, limit: int = 500) -> list[tuple[str, str]]:
+    async def deliveries_to_start(self, limit: int = 500, lock: bool = True
+                                  ) -> list[tuple[str, str]]:
         """(delivery id, tenant id) of deliveries whose workflow has not been started, in the
-        order their events were recorded, locked until the caller's transaction ends. Events of
-        one flow reach an endpoint in that order (``_READY``)."""
-        rows = await self.session.execute(_READY, {"n": limit})
+        order their events were recorded; locked until the caller's transaction ends unless
+        ``lock`` is False (the caller then claims each with ``claim_unstarted``). Events of one
+        flow reach an endpoint in that order (``_READY``)."""
+        sql = _READY.text + (" FOR UPDATE OF d SKIP LOCKED" if lock else "")
+        rows = await self.session.execute(text(sql), {"n": limit})
         return [(r.id, str(r.tenant_id)) for r in rows]
+
+    async def claim_unstarted(self, delivery_id: str) -> bool:
+        """Lock one delivery still waiting for its start (skipped when another dispatcher holds
+        it): True when the caller holds it now, until its transaction ends."""
+        row = (await self.session.execute(text(
+            "SELECT id FROM webhook_deliveries WHERE id = :d AND status = 'pending' "
+            "AND started_at IS NULL FOR UPDATE SKIP LOCKED"), {"d": delivery_id})).first()
+        return row is not None
 
     async def mark_started(self, delivery_id: str) -> None:
         await self.session.execute(text(

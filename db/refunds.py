@@ -46,3 +46,24 @@ class RefundQueries:
             "requested_by) VALUES (:t, :f, :o, :a, :c, :d, :r) ON CONFLICT DO NOTHING"),
             {"t": tenant_id, "f": flow_id, "o": order_id, "a": amount, "c": currency,
              "d": destination, "r": requested_by})
+
+    async def held_for_order(self, tenant_id: str, order_id: str, flow_id: str
+                             ) -> tuple[int, bool]:
+        """What the order's refunds hold so far — reserved, those awaiting approval included,
+        plus those requested and not yet reserved — and whether ``flow_id``'s refund is among
+        them. Locks the order until the transaction ends, so concurrent requests count each
+        other's refunds (each records its row before it commits)."""
+        # Lock first, then read in a second statement: under READ COMMITTED a statement that
+        # waited for the lock still reads the other tables as of its start, so one statement
+        # would miss the refund row the lock's previous holder just committed.
+        await self.session.execute(text(
+            "SELECT 1 FROM orders WHERE tenant_id = :t AND order_id = :o FOR UPDATE"),
+            {"t": tenant_id, "o": order_id})
+        row = (await self.session.execute(text(
+            "SELECT o.reserved_refunds + coalesce((SELECT sum(r.amount) FROM refunds r "
+            "WHERE r.tenant_id = o.tenant_id AND r.order_id = o.order_id "
+            "AND r.status = 'requested'), 0) AS held, EXISTS (SELECT 1 FROM refunds r "
+            "WHERE r.tenant_id = o.tenant_id AND r.flow_id = :f) AS mine "
+            "FROM orders o WHERE o.tenant_id = :t AND o.order_id = :o"),
+            {"t": tenant_id, "o": order_id, "f": flow_id})).one()
+        return int(row.held), bool(row.mine)

@@ -9,6 +9,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# A store's id: stable, derived from what identifies it within its tenant.
+STORE_ID = "('st_' || left(md5(platform || ':' || public_key), 24))"
+_VIEW = f"{STORE_ID} AS store_id, platform, public_key, created_at"
+
 
 class StoreRepository:
     """Store credentials (widget keys, Shopify/WooCommerce secrets), purchases, interactions."""
@@ -26,6 +30,47 @@ class StoreRepository:
             {"t": tenant_id, "p": platform, "k": public_key, "s": secret},
         )
         return secret
+
+    async def create(self, tenant_id: str, platform: str, public_key: str,
+                     secret: str) -> dict[str, Any] | None:
+        """Connect a store; None when the tenant already has this (platform, public key)."""
+        row = (await self.session.execute(
+            text("INSERT INTO store_credentials (tenant_id, platform, public_key, secret) "
+                 "VALUES (:t, :p, :k, :s) ON CONFLICT DO NOTHING RETURNING " + _VIEW),
+            {"t": tenant_id, "p": platform, "k": public_key, "s": secret})).first()
+        return dict(row._mapping) if row else None
+
+    async def store(self, tenant_id: str, store_id: str) -> dict[str, Any] | None:
+        """A store (id, platform, public key, created_at; never its secret)."""
+        row = (await self.session.execute(
+            text(f"SELECT {_VIEW} FROM store_credentials WHERE tenant_id = :t "
+                 f"AND {STORE_ID} = :i"), {"t": tenant_id, "i": store_id})).first()
+        return dict(row._mapping) if row else None
+
+    async def page(self, tenant_id: str, after: tuple[Any, str] | None,
+                   limit: int) -> list[dict[str, Any]]:
+        """The tenant's stores, oldest first, after the (created_at, store id) position."""
+        rows = await self.session.execute(
+            text(f"SELECT {_VIEW} FROM store_credentials WHERE tenant_id = :t "
+                 f"AND (CAST(:ac AS timestamptz) IS NULL OR (created_at, {STORE_ID}) > "
+                 f"(CAST(:ac AS timestamptz), CAST(:ai AS text))) "
+                 f"ORDER BY created_at, {STORE_ID} LIMIT :lim"),
+            {"t": tenant_id, "ac": after[0] if after else None,
+             "ai": after[1] if after else None, "lim": limit})
+        return [dict(r._mapping) for r in rows]
+
+    async def replace_secret(self, tenant_id: str, store_id: str, secret: str) -> bool:
+        """The new secret verifies from now on; the old one no longer does."""
+        return (await self.session.execute(
+            text(f"UPDATE store_credentials SET secret = :s WHERE tenant_id = :t "
+                 f"AND {STORE_ID} = :i RETURNING public_key"),
+            {"t": tenant_id, "i": store_id, "s": secret})).first() is not None
+
+    async def delete(self, tenant_id: str, store_id: str) -> bool:
+        """Disconnect a store: its signed calls are refused from now on."""
+        return (await self.session.execute(
+            text(f"DELETE FROM store_credentials WHERE tenant_id = :t AND {STORE_ID} = :i "
+                 "RETURNING public_key"), {"t": tenant_id, "i": store_id})).first() is not None
 
     async def credentials(self, platform: str, public_key: str | None) -> list[dict[str, Any]]:
         """Candidate (tenant, secret) pairs: by public key when given, else all of the platform.

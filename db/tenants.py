@@ -12,6 +12,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts import settings as rules
+from db.settings_audit import SettingsAudit
+
 
 @dataclass
 class Principal:
@@ -103,7 +106,7 @@ class TenantRepository:
 
 class TenantSettings:
     """A tenant's settings document as an admin changes it (read under a row lock, then
-    replaced). Nothing here commits."""
+    replaced, the change audited). Nothing here commits."""
 
     def __init__(self, session: AsyncSession):
         self.session = session
@@ -118,3 +121,20 @@ class TenantSettings:
         await self.session.execute(
             text("UPDATE tenants SET settings = CAST(:s AS jsonb) WHERE id = :t"),
             {"s": json.dumps(settings), "t": tenant_id})
+
+    async def show(self, tenant_id: str, group: str) -> dict[str, Any]:
+        """The group as it applies now."""
+        return rules.view(group, await TenantRepository(self.session).settings(tenant_id))
+
+    async def change(self, tenant_id: str, group: str, changes: object, actor: str,
+                     key_id: str | None = None, production: bool = False) -> dict[str, Any]:
+        """Apply ``changes`` to ``group`` by the rules of ``contracts/settings.py`` (raising
+        ``SettingsError``) and audit it (who, the group before and after); the group as it
+        applies now. A change that changes nothing is not recorded."""
+        current = await self.lock(tenant_id)
+        updated = rules.change(group, current, changes, production)
+        old, new = rules.view(group, current), rules.view(group, updated)
+        if updated != current:
+            await self.replace(tenant_id, updated)
+            await SettingsAudit(self.session).record(tenant_id, actor, key_id, group, old, new)
+        return new

@@ -17,6 +17,12 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+# A deleted endpoint stays (its deliveries' history refers to it) disabled for this reason; it
+# is no longer listed, changed or enabled.
+DELETED = "deleted"
+_LIVE = f"AND disabled_reason IS DISTINCT FROM '{DELETED}' "
+
+
 class WebhookEndpointRepository:
     """Tenants' outbound webhook endpoints and their deliveries (shared by the API and CLI)."""
 
@@ -30,20 +36,56 @@ class WebhookEndpointRepository:
             "VALUES (:i, :t, :u, :e, :s) RETURNING *"),
             {"i": endpoint_id, "t": tenant_id, "u": url, "e": event_types, "s": secret})).one()
 
-    async def list(self, tenant_id: str) -> list[Any]:
+    async def list(self, tenant_id: str, after: tuple[Any, str] | None = None,
+                   limit: int = 200) -> list[Any]:
+        """The tenant's endpoints (not deleted), oldest first, after (created_at, id)."""
         return list((await self.session.execute(text(
-            "SELECT * FROM webhook_endpoints WHERE tenant_id = :t ORDER BY created_at"),
-            {"t": tenant_id})).all())
+            "SELECT * FROM webhook_endpoints WHERE tenant_id = :t " + _LIVE +
+            "AND (CAST(:ac AS timestamptz) IS NULL OR (created_at, id) > "
+            "(CAST(:ac AS timestamptz), CAST(:ai AS text))) ORDER BY created_at, id LIMIT :n"),
+            {"t": tenant_id, "ac": after[0] if after else None,
+             "ai": after[1] if after else None, "n": limit})).all())
+
+    async def update(self, tenant_id: str, endpoint_id: str, url: str | None,
+                     event_types: builtins.list[str] | None) -> Any | None:
+        """A new URL and/or event types (None keeps the current one); None: no such endpoint."""
+        return (await self.session.execute(text(
+            "UPDATE webhook_endpoints SET url = coalesce(CAST(:u AS text), url), "
+            "event_types = coalesce(CAST(:e AS text[]), event_types) "
+            "WHERE id = :i AND tenant_id = :t " + _LIVE + "RETURNING *"),
+            {"u": url, "e": event_types, "i": endpoint_id, "t": tenant_id})).first()
+
+    async def set_enabled(self, tenant_id: str, endpoint_id: str, enabled: bool,
+                          reason: str = "disabled by an admin") -> Any | None:
+        """Disable (no new deliveries, pending ones stop) or enable again; None: no such
+        endpoint. Disabling a disabled endpoint keeps its first reason."""
+        return (await self.session.execute(text(
+            "UPDATE webhook_endpoints SET "
+            "disabled_at = CASE WHEN :on THEN NULL ELSE coalesce(disabled_at, now()) END, "
+            "disabled_reason = CASE WHEN :on THEN NULL "
+            "ELSE coalesce(disabled_reason, :r) END "
+            "WHERE id = :i AND tenant_id = :t " + _LIVE + "RETURNING *"),
+            {"on": enabled, "r": reason, "i": endpoint_id, "t": tenant_id})).first()
+
+    async def delete(self, tenant_id: str, endpoint_id: str) -> bool:
+        """Delete an endpoint: disabled for good (its deliveries' history stays) and no longer
+        listed; False when there is no such endpoint."""
+        return (await self.session.execute(text(
+            "UPDATE webhook_endpoints SET disabled_at = coalesce(disabled_at, now()), "
+            "disabled_reason = :d WHERE id = :i AND tenant_id = :t " + _LIVE + "RETURNING id"),
+            {"d": DELETED, "i": endpoint_id, "t": tenant_id})).first() is not None
 
     async def rotate(self, tenant_id: str, endpoint_id: str, secret: str) -> Any | None:
         """The new secret signs from now on; the old one keeps signing beside it for 24 h."""
         return (await self.session.execute(text(
             "UPDATE webhook_endpoints SET previous_secret = secret, secret = :s, "
             "previous_valid_until = now() + interval '24 hours' WHERE id = :i AND tenant_id = :t "
-            "RETURNING *"), {"s": secret, "i": endpoint_id, "t": tenant_id})).first()
+            + _LIVE + "RETURNING *"), {"s": secret, "i": endpoint_id, "t": tenant_id})).first()
 
     async def deliveries(self, tenant_id: str, endpoint_id: str | None = None,
-                         status: str | None = None, limit: int = 200) -> builtins.list[Any]:
+                         status: str | None = None, limit: int = 200,
+                         before: tuple[Any, str] | None = None) -> builtins.list[Any]:
+        """Deliveries, newest first, before the (created_at, id) position."""
         return list((await self.session.execute(text(
             "SELECT d.*, o.type, coalesce((SELECT json_agg(json_build_object('at', a.at, "
             "'status_code', a.status_code, 'error', a.error) ORDER BY a.id) "
@@ -51,8 +93,11 @@ class WebhookEndpointRepository:
             "FROM webhook_deliveries d JOIN outbox_events o ON o.id = d.event_id "
             "WHERE d.tenant_id = :t AND (CAST(:e AS text) IS NULL OR d.endpoint_id = :e) "
             "AND (CAST(:s AS text) IS NULL OR d.status = :s) "
-            "ORDER BY d.created_at DESC LIMIT :n"),
-            {"t": tenant_id, "e": endpoint_id, "s": status, "n": limit})).all())
+            "AND (CAST(:bc AS timestamptz) IS NULL OR (d.created_at, d.id) < "
+            "(CAST(:bc AS timestamptz), CAST(:bi AS text))) "
+            "ORDER BY d.created_at DESC, d.id DESC LIMIT :n"),
+            {"t": tenant_id, "e": endpoint_id, "s": status, "n": limit,
+             "bc": before[0] if before else None, "bi": before[1] if before else None})).all())
 
     async def reopen(self, tenant_id: str, delivery_id: str) -> bool:
         """Mark a delivery pending again before it is re-sent (same webhook-id)."""

@@ -58,9 +58,14 @@ class WithdrawalQueries:
              "m": method, "d": destination, "r": requested_by})
 
     async def list_newest_first(self, tenant_id: str, status: str | None,
-                                limit: int = 200) -> Sequence[Any]:
-        """A tenant's withdrawals, optionally of one status, newest first."""
+                                limit: int = 200, before: tuple[Any, str] | None = None
+                                ) -> Sequence[Any]:
+        """A tenant's withdrawals, optionally of one status, newest first, before the
+        (created_at, flow id) position."""
         return (await self.session.execute(text(
             "SELECT * FROM withdrawals WHERE tenant_id = :t AND (CAST(:s AS text) IS NULL "
-            "OR status = :s) ORDER BY created_at DESC LIMIT :lim"),
-            {"t": tenant_id, "s": status, "lim": limit})).all()
+            "OR status = :s) AND (CAST(:bc AS timestamptz) IS NULL OR (created_at, flow_id) < "
+            "(CAST(:bc AS timestamptz), CAST(:bf AS text))) "
+            "ORDER BY created_at DESC, flow_id DESC LIMIT :lim"),
+            {"t": tenant_id, "s": status, "lim": limit, "bc": before[0] if before else None,
+             "bf": before[1] if before else None})).all()

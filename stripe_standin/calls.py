@@ -15,9 +15,12 @@ REFUND_CREATE = "refunds.create"
 REFUND_RETRIEVE = "refunds.retrieve"
 PAYOUT_CREATE = "payouts.create"
 PAYOUT_RETRIEVE = "payouts.retrieve"
+LIST = "payment_intents.list"
+REFUND_LIST = "refunds.list"
+PAYOUT_LIST = "payouts.list"
 WEBHOOK = "webhook"
 API_OPERATIONS = (CREATE, RETRIEVE, CANCEL, REFUND_CREATE, REFUND_RETRIEVE, PAYOUT_CREATE,
-                  PAYOUT_RETRIEVE)
+                  PAYOUT_RETRIEVE, LIST, REFUND_LIST, PAYOUT_LIST)
 
 Counters = dict[str, dict[str, int]]
 

@@ -23,7 +23,8 @@ class FaultMatch(BaseModel):
 class FaultSpec(BaseModel):
     operation: Literal["payment_intents.create", "payment_intents.retrieve",
                        "payment_intents.cancel", "refunds.create", "refunds.retrieve",
-                       "payouts.create", "payouts.retrieve", "webhook"]
+                       "payouts.create", "payouts.retrieve", "payment_intents.list",
+                       "refunds.list", "payouts.list", "webhook"]
     mode: Literal["error_500", "error_400", "timeout", "delay", "drop", "duplicate"]
     count: int = Field(1, ge=1)
     delay_seconds: float = Field(5.0, ge=0, le=600)

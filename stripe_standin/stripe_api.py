@@ -1,7 +1,8 @@
-"""The Stripe API under ``/v1``: payment intents (create, retrieve, cancel), refunds (create,
-retrieve) and payouts (create, retrieve) in Stripe's wire format — API-key auth (Bearer or
-Basic), form-encoded parameters, Idempotency-Key replays, Stripe-shaped errors — with call
-counting, the call log and injected API faults around each call."""
+"""The Stripe API under ``/v1``: payment intents (create, retrieve, cancel, list), refunds
+(create, retrieve, list) and payouts (create, retrieve, list) in Stripe's wire format —
+API-key auth (Bearer or Basic), form-encoded parameters, Idempotency-Key replays,
+Stripe-shaped errors — with call counting, the call log and injected API faults around each
+call."""
 
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ from fastapi.responses import JSONResponse, Response
 from stripe_standin.calls import (
     CANCEL,
     CREATE,
+    LIST,
     PAYOUT_CREATE,
+    PAYOUT_LIST,
     PAYOUT_RETRIEVE,
     REFUND_CREATE,
+    REFUND_LIST,
     REFUND_RETRIEVE,
     RETRIEVE,
 )
 from stripe_standin.faults import FaultSpec
+from stripe_standin.listing import list_objects
 from stripe_standin.params import parse_params
 from stripe_standin.service import Executor, Outcome, Standin, params_flow_id
 from stripe_standin.wire import JSON, StandinError
@@ -209,9 +214,36 @@ def stripe_routes(app: FastAPI, svc: Standin) -> None:
         return await api_call(svc, request, PAYOUT_RETRIEVE, svc.retrieve_payout(po_id),
                               lambda _: svc.payout_flow_id(po_id))
 
+    list_routes(app, svc)
+
     @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "DELETE"])
     async def unrecognized(request: Request, rest: str) -> Response:
         return error_response(StandinError(
             404, "invalid_request_error",
             f"Unrecognized request URL ({request.method}: {request.url.path}). "
             "The Stripe stand-in implements only payment intents, refunds and payouts."))
+
+
+def list_routes(app: FastAPI, svc: Standin) -> None:
+    """``GET /v1/payment_intents``, ``/v1/refunds``, ``/v1/payouts``: Stripe's list calls
+    (``stripe_standin/listing.py``), counted and fault-injectable like the other calls."""
+    def lister(objects: Callable[[], dict[str, JSON]], url: str, kind: str) -> Executor:
+        def execute(params: JSON, request_id: str, key: str | None) -> Outcome:
+            return Outcome(200, list_objects(objects(), params, url, kind), replayable=False)
+        return execute
+
+    @app.get("/v1/payment_intents")
+    async def list_payment_intents(request: Request) -> Response:
+        return await api_call(svc, request, LIST, lister(
+            lambda: svc.store.payment_intents, "/v1/payment_intents", "payment_intent"),
+            lambda _: None)
+
+    @app.get("/v1/refunds")
+    async def list_refunds(request: Request) -> Response:
+        return await api_call(svc, request, REFUND_LIST, lister(
+            lambda: svc.store.refunds, "/v1/refunds", "refund"), lambda _: None)
+
+    @app.get("/v1/payouts")
+    async def list_payouts(request: Request) -> Response:
+        return await api_call(svc, request, PAYOUT_LIST, lister(
+            lambda: svc.store.payouts, "/v1/payouts", "payout"), lambda _: None)

@@ -25,7 +25,7 @@ from db.ledger import LedgerRepository
 from db.migrate import upgrade_async
 from dispatcher import Dispatcher
 from settings import Settings
-from temporal_client import dev_server_args
+from temporal_client import data_converter, dev_server_args
 from tests.support import LiveServer, Tenant, create_tenant
 from worker import build_gateways, build_worker
 
@@ -92,6 +92,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=_binary("temporal"),
         dev_server_startup_timeout=timedelta(seconds=90),
         dev_server_extra_args=dev_server_args(),
+        data_converter=data_converter(Settings()),  # the worker's and the API's: encrypted
     )
     yield env
     await env.shutdown()
@@ -122,6 +123,10 @@ def make_settings(database_url: str, temporal_address: str, standin_url: str, **
         temporal_task_queue=TASK_QUEUE, stripe_api_key=STRIPE_KEY, stripe_api_base=standin_url,
         stripe_checkout_base=standin_url, stripe_webhook_secrets=WEBHOOK_SECRET,
         stripe_timeout_seconds=2.0, db_pool_size=5,
+        # Limited (every request counts, the headers are sent) but never in the way: the suite
+        # and the contract test fire many requests with one key (tests/test_ratelimit.py sets
+        # tiny limits where it means to).
+        rate_limit_default="10000/second",
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

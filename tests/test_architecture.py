@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("contracts", "workflows", "activities", "api", "db", "stripe_standin", "bench")
 MODULES = ("worker.py", "dispatcher.py", "cli_ops.py", "settings.py", "cli.py", "devstack.py",
-           "temporal_client.py", "observability.py")
+           "cli_reconcile.py", "schedules.py", "temporal_client.py", "observability.py",
+           "faultpoints.py", "payload_codec.py", "cli_settings.py")
 FIRST_PARTY = {p for p in PACKAGES} | {m.removesuffix(".py") for m in MODULES} | {"tests"}
 
 # package → the first-party top-level names it must never import

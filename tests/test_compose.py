@@ -23,7 +23,8 @@ PRODUCT = ("api", "activities", "contracts", "db", "workflows", "worker.py", "di
            "settings.py", "cli.py", "temporal_client.py", "observability.py")
 # What the API and the workers cannot run in production without.
 PRODUCTION_NEEDS = {"DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE",
-                    "TEMPORAL_TASK_QUEUE", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRETS"}
+                    "TEMPORAL_TASK_QUEUE", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRETS",
+                    "WALLETFLOW_CODEC_KEYS"}
 ONE_SHOT = re.compile(r"^(no|on-failure(:\d+)?)$")
 LONG_RUNNING = {"always", "unless-stopped"}
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(:?[-?])?([^}]*)\}")

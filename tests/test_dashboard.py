@@ -6,6 +6,7 @@ API's /metrics after a request, and a worker's Prometheus endpoint after a deliv
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import secrets
@@ -91,6 +92,7 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+@functools.cache
 def registered() -> dict[str, str]:
     """The names the code registers — prometheus_client metrics and Temporal metric-meter
     instruments, with the suffixes they are exposed with — and the package registering each
@@ -110,6 +112,11 @@ def registered() -> dict[str, str]:
                 top = path.relative_to(ROOT).parts[0]
                 names |= {base + s: top for s in SUFFIXES[kind]}
     return names
+
+
+# Parsed once, at import: CPython 3.11.7's ast.parse can fail with "AST constructor recursion
+# depth mismatch" when called deep inside a running event loop's stack.
+registered()
 
 
 def charted() -> set[str]:

@@ -44,6 +44,11 @@ async def test_money_donation_earns_points(http, sessions, tenant) -> None:
         "24.50", "25")
     history = (await http.get("/v1/users/user-1/donations", headers=tenant.client)).json()
     assert [(d["campaign_id"], d["amount"]) for d in history["data"]] == [("water", "25.50")]
+    # a donation is a flow like any other: its status reads through GET /v1/flows/{id}
+    status = await http.get(f"/v1/flows/{r.json()['flow_id']}", headers=tenant.client)
+    assert status.status_code == 200, status.text
+    assert (status.json()["kind"], status.json()["state"]) == ("donation", "completed")
+    assert status.json()["amounts"] == {"amount": "25.50", "currency": "EUR"}
 
 
 async def test_points_donation(http, sessions, tenant) -> None:

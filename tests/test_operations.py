@@ -23,6 +23,7 @@ from api.app import create_app
 from db.engine import create_engine
 from db.migrate import upgrade_async
 from observability import JsonFormatter, redact, temporal_interceptors
+from temporal_client import data_converter
 from tests.conftest import make_settings
 from tests.support import LiveServer, eventually, wait_state
 from worker import build_gateways, build_worker
@@ -105,7 +106,7 @@ async def test_one_trace_from_the_api_through_the_workflow_to_its_activities(
     queue = f"walletflow-traced-{secrets.token_hex(4)}"
     settings = make_settings(database_url, temporal_address, standin.url,
                              temporal_task_queue=queue)
-    client = await Client.connect(temporal_address,
+    client = await Client.connect(temporal_address, data_converter=data_converter(settings),
                                   interceptors=temporal_interceptors(provider))
     gateways = build_gateways(settings)
     server = await LiveServer(create_app(settings, tracer_provider=provider)).start()

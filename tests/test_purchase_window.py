@@ -12,6 +12,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from temporal_client import data_converter
 from tests.shops import Shop, connect_shop, shopify_order, woo_order
 from tests.support import Tenant, count_rows, eventually
 from worker import build_gateways, build_worker
@@ -22,7 +23,8 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 async def skipping(sessions, settings, start_api):
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(BIN / "temporal-test-server"))
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        data_converter=data_converter(settings))  # the API's: encrypted payloads
     queue = f"walletflow-skip-{secrets.token_hex(4)}"
     gateways = build_gateways(settings)
     api = await start_api(temporal_address=env.client.service_client.config.target_host,

@@ -6,6 +6,10 @@
   that would break flows already running on a deployed version fails here: put it behind
   ``workflow.patched()``. Record them again, on purpose, with
   ``WALLETFLOW_RECORD_HISTORIES=1 python3 scripts/test.py``.
+
+Both replay with the worker's own data converter (the session client's: payloads encrypted
+with the development key ring, ``temporal_client.data_converter``); the recorded histories are
+encrypted with the development key, so a replay with another ring, or none, fails.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
 from tests.conftest import TASK_QUEUE
@@ -23,8 +28,10 @@ from worker import WORKFLOWS, workflow_runner
 HISTORIES = Path(__file__).parent / "histories"
 
 
-async def _replay_failures(histories: list[WorkflowHistory]) -> list[str]:
-    replayer = Replayer(workflows=WORKFLOWS, workflow_runner=workflow_runner())
+async def _replay_failures(histories: list[WorkflowHistory], converter: DataConverter
+                           ) -> list[str]:
+    replayer = Replayer(workflows=WORKFLOWS, workflow_runner=workflow_runner(),
+                        data_converter=converter)
     failures = []
     async with replayer.workflow_replay_iterator(_iter(histories)) as results:
         async for result in results:
@@ -42,14 +49,14 @@ async def test_finished_flows_replay_deterministically(temporal_env) -> None:
     # Earlier modules ran orders, purchases, refunds, donations, campaigns (and top-ups).
     assert {"OrderPaymentWorkflow", "RefundWorkflow", "DonationWorkflow",
             "PurchaseCreditWorkflow"} <= types, types
-    failures = await _replay_failures(histories)
+    failures = await _replay_failures(histories, client.data_converter)
     assert not failures, failures[:3]
     assert len(histories) >= 20
     if os.environ.get("WALLETFLOW_RECORD_HISTORIES"):
-        _record(histories)
+        await _record(histories, client.data_converter)
 
 
-async def test_recorded_histories_still_replay() -> None:
+async def test_recorded_histories_still_replay(temporal_env) -> None:
     files = sorted(HISTORIES.glob("*.json"))
     histories = [WorkflowHistory.from_json(f.stem, f.read_text()) for f in files]
     # Every flow type, and every way a top-up ends.
@@ -57,7 +64,7 @@ async def test_recorded_histories_still_replay() -> None:
                                              for w in WORKFLOWS}
     assert {"TopUpWorkflow-completed", "TopUpWorkflow-failed", "TopUpWorkflow-expired"} <= {
         f.stem for f in files}
-    failures = await _replay_failures(histories)
+    failures = await _replay_failures(histories, temporal_env.client.data_converter)
     assert not failures, failures[:3]
 
 
@@ -65,12 +72,14 @@ def _type(h: WorkflowHistory) -> str:
     return h.events[0].workflow_execution_started_event_attributes.workflow_type.name
 
 
-def _ending(h: WorkflowHistory) -> str:
+async def _ending(h: WorkflowHistory, converter: DataConverter) -> str:
     """The flow's final state (``completed``, ``failed``, ``rejected`` …) from its result, or how
     the workflow closed."""
     last = h.events[-1]
     if last.HasField("workflow_execution_completed_event_attributes"):
-        payloads = last.workflow_execution_completed_event_attributes.result.payloads
+        encoded = last.workflow_execution_completed_event_attributes.result.payloads
+        payloads = await converter.payload_codec.decode(encoded) if converter.payload_codec \
+            else encoded
         result = json.loads(payloads[0].data) if payloads else None
         state = result.get("state") if isinstance(result, dict) else result
         if isinstance(state, str) and state.isidentifier():
@@ -78,11 +87,11 @@ def _ending(h: WorkflowHistory) -> str:
     return last.WhichOneof("attributes").removeprefix("workflow_execution_").split("_event")[0]
 
 
-def _record(histories: list[WorkflowHistory]) -> None:
+async def _record(histories: list[WorkflowHistory], converter: DataConverter) -> None:
     """Keep the longest history per (flow type, final state)."""
     longest: dict[str, WorkflowHistory] = {}
     for h in histories:
-        name = f"{_type(h)}-{_ending(h)}"
+        name = f"{_type(h)}-{await _ending(h, converter)}"
         if name not in longest or len(h.events) > len(longest[name].events):
             longest[name] = h
     HISTORIES.mkdir(exist_ok=True)

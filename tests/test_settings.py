@@ -25,9 +25,11 @@ from temporal_client import log_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-NEEDS = ("DATABASE_URL", "TEMPORAL_ADDRESS", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRETS")
+NEEDS = ("DATABASE_URL", "TEMPORAL_ADDRESS", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRETS",
+         "WALLETFLOW_CODEC_KEYS")
 REAL_KEY = "sk_live_" + "x" * 24
 REAL_SECRET = "whsec_" + "y" * 24
+REAL_CODEC_KEYS = "k1:" + "QUJD" * 10 + "QUI="  # 32 bytes, not the development key
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
@@ -60,6 +62,7 @@ def test_development_is_the_default_and_needs_nothing() -> None:
         "STRIPE_API_KEY: a real Stripe key (not the stand-in's development key)",
         "STRIPE_WEBHOOK_SECRETS: your Stripe endpoint's signing secret(s), not the development"
         " default",
+        "WALLETFLOW_CODEC_KEYS: your own payload encryption key(s), not the development key",
     ]
 
 
@@ -81,7 +84,8 @@ def test_production_lists_exactly_what_is_missing(database: bool, temporal: str,
         profile.write_text('[profile.prod]\naddress = "temporal.internal:7233"\n'
                            if temporal == "profile" else '[profile.prod]\nnamespace = "x"\n')
         values: dict[str, object] = {
-            "walletflow_env": "production", "stripe_api_key": key, "stripe_webhook_secrets": hooks}
+            "walletflow_env": "production", "stripe_api_key": key, "stripe_webhook_secrets": hooks,
+            "walletflow_codec_keys": REAL_CODEC_KEYS}
         if database:
             values["database_url"] = "postgresql://wf:pw@db.internal/wf?sslmode=verify-full"
         if temporal == "address":
@@ -130,7 +134,8 @@ async def test_worker_api_and_cli_refuse_to_start_in_production_without_configur
         # everything configured: the CLI starts (and finds no such tenant)
         run([str(BIN / "walletflow"), "wallet", "show", "--tenant", "no-such-tenant", "bob"],
             {**env, "DATABASE_URL": database_url, "TEMPORAL_ADDRESS": "temporal.internal:7233",
-             "STRIPE_API_KEY": REAL_KEY, "STRIPE_WEBHOOK_SECRETS": REAL_SECRET}, cwd=tmp_path))
+             "STRIPE_API_KEY": REAL_KEY, "STRIPE_WEBHOOK_SECRETS": REAL_SECRET,
+             "WALLETFLOW_CODEC_KEYS": REAL_CODEC_KEYS}, cwd=tmp_path))
     for name, (code, out) in {"worker": worker, "api": api, "cli": cli}.items():
         assert code == 2, (name, out)
         assert "WALLETFLOW_ENV=production needs" in out, (name, out)

@@ -146,5 +146,6 @@ async def test_completed_history_replays_deterministically(http, stripe_ctl, tem
     await stripe_ctl.post(f"/_standin/payment_intents/{r.json()['payment']['payment_id']}/succeed")
     await wait_state(http, tenant, r.json()["flow_id"], "completed")
     history = await temporal_env.client.get_workflow_handle(r.json()["flow_id"]).fetch_history()
-    result = await Replayer(workflows=WORKFLOWS).replay_workflow(history)
+    result = await Replayer(workflows=WORKFLOWS, data_converter=temporal_env.client.data_converter
+                            ).replay_workflow(history)
     assert result.replay_failure is None

@@ -104,7 +104,8 @@ async def signalled_event_ids(temporal_env: Any, flow_id: str) -> list[str]:
     for event in history.events:
         if event.HasField("workflow_execution_signaled_event_attributes"):
             attrs = event.workflow_execution_signaled_event_attributes
-            ids.append(json.loads(attrs.input.payloads[0].data)["event_id"])
+            [event_data] = await temporal_env.client.data_converter.decode(attrs.input.payloads)
+            ids.append(event_data["event_id"])
     return ids
 
 

@@ -53,6 +53,15 @@ from contracts.purchase import (
     PurchaseInput,
     PurchaseStep,
 )
+from contracts.reconcile import (
+    NUDGE_PAID,
+    RECONCILE,
+    REMOVE_ORPHANS,
+    Drift,
+    JanitorInput,
+    ReconcileInput,
+    ReconcileReport,
+)
 from contracts.refund import (
     REFUND_CLAWBACK,
     REFUND_RESERVE,
@@ -193,4 +202,21 @@ async def deliver_webhook(inp: DeliveryInput) -> str:
 
 @activity.defn(name=GIVE_UP_WEBHOOK)
 async def give_up_webhook(inp: DeliveryInput, reason: str) -> None:
+    _stub()
+
+
+# -- reconciliation and the janitor ---------------------------------------------------------------
+
+@activity.defn(name=RECONCILE)
+async def reconcile(inp: ReconcileInput) -> ReconcileReport:
+    _stub()
+
+
+@activity.defn(name=NUDGE_PAID)
+async def nudge_paid(drifts: list[Drift]) -> list[str]:
+    _stub()
+
+
+@activity.defn(name=REMOVE_ORPHANS)
+async def remove_orphans(inp: JanitorInput) -> list[str]:
     _stub()

@@ -14,29 +14,48 @@ with workflow.unsafe.imports_passed_through():
     from contracts.donation import DonationInput, DonationMoved, DonationResult
     from contracts.errors import ErrorCode
     from contracts.events import EventOut
+    from contracts.flow import FlowStatus
     from contracts.money import format_amount
     from workflows import policies
     from workflows.activity_refs import award_donation_points, emit_event, transfer_donation
-    from workflows.trail import failure_of
+    from workflows.trail import FlowTrail, failure_of
 
 
 @workflow.defn(name="DonationWorkflow")
 class DonationWorkflow:
+    def __init__(self) -> None:
+        self._input: DonationInput | None = None
+        self._trail = FlowTrail("donation", "processing")
+
     @workflow.run
     async def run(self, inp: DonationInput) -> DonationResult:
+        self._input = inp
+        self._trail.step("started")
         try:
             moved: DonationMoved = await workflow.execute_activity(
                 transfer_donation, inp, **policies.LEDGER)
         except ActivityError as e:
             failure = failure_of(e, ErrorCode.INTERNAL_ERROR)
+            self._trail.end("refused", failure)
             return DonationResult("refused", error=failure.detail, error_code=failure.code)
+        self._trail.step("donated")
         points = await workflow.execute_activity(award_donation_points, inp, **policies.LEDGER)
+        self._trail.step("points_awarded")
         if moved.campaign_closed:
             # This donation reached the target: the campaign's own flow ends too.
             await workflow.get_external_workflow_handle(inp.campaign_flow_id).signal(
                 "closed", "target_reached")
         await workflow.execute_activity(emit_event, _completed(inp), **policies.LEDGER)
+        self._trail.end("completed")
         return DonationResult("completed", points=points, campaign_closed=moved.campaign_closed)
+
+    @workflow.query(name="status")
+    def status(self) -> FlowStatus:
+        inp = self._input
+        assert inp is not None
+        amount = {"amount": format_amount(inp.amount.amount, inp.amount.currency),
+                  "currency": inp.amount.currency}
+        return self._trail.status(inp, amount, {"campaign_id": inp.campaign_id})
 
 
 def _completed(inp: DonationInput) -> EventOut:

@@ -66,3 +66,16 @@ WEBHOOK_DELIVERY: ActivityPolicy = {
                                    ErrorCode.ENDPOINT_DISABLED.value],
     ),
 }
+
+# The janitor's sweeps (reconcile, signal, remove): bounded well inside the schedule's
+# interval; the next run starts afresh.
+JANITOR: ActivityPolicy = {
+    "start_to_close_timeout": timedelta(minutes=2),
+    "schedule_to_close_timeout": timedelta(minutes=4),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        non_retryable_error_types=[ErrorCode.GATEWAY_REFUSED.value],
+    ),
+}

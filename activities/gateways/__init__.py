@@ -15,6 +15,7 @@ from contracts.gateway import (
     PayoutRequest,
     RefundRef,
 )
+from contracts.reconcile import SeenObject
 
 
 class GatewayRefused(Exception):
@@ -41,5 +42,10 @@ class PaymentGateway(Protocol):
     async def create_payout(self, req: PayoutRequest) -> GatewayPayout: ...
 
     async def retrieve_payout(self, ref: PayoutRef) -> GatewayPayout: ...
+
+    async def list_objects(self, kind: str, since: int) -> list[SeenObject]:
+        """Every payment, refund or payout (``kind``) created since ``since`` (unix seconds),
+        as the gateway lists them (its list calls, paginated)."""
+        ...
 
     async def close(self) -> None: ...

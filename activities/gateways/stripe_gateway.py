@@ -3,6 +3,7 @@ stand-in (`stripe_standin`), so the SDK's real HTTP path is what runs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import stripe
@@ -24,6 +25,7 @@ from contracts.gateway import (
     RefundRef,
 )
 from contracts.money import Money
+from contracts.reconcile import SeenObject
 
 _STATUS = {
     "succeeded": PAYMENT_SUCCEEDED,
@@ -159,6 +161,29 @@ class StripeGateway:
         return GatewayPayout(self.name, p["id"], status,
                              Money(int(p["amount"]), str(p["currency"]).upper()),
                              p.get("failure_code") or p.get("failure_message"))
+
+    async def list_objects(self, kind: str, since: int) -> list[SeenObject]:
+        """The SDK's list calls (``created[gte]``), page by page (100 a page)."""
+        resource: Any = {"payment": self.client.v1.payment_intents,
+                         "refund": self.client.v1.refunds,
+                         "payout": self.client.v1.payouts}[kind]
+        converters: dict[str, Callable[[Any], GatewayPayment | GatewayRefund | GatewayPayout]] = {
+            "payment": self._to_payment, "refund": self._to_refund, "payout": self._to_payout}
+        convert = converters[kind]
+        params: dict[str, Any] = {"created": {"gte": since}, "limit": 100}
+        seen: list[SeenObject] = []
+        while True:
+            page = await self._call(resource.list_async(params))
+            for obj in page.data:
+                raw = obj.to_dict()
+                known = convert(obj)
+                metadata = raw.get("metadata") or {}
+                seen.append(SeenObject(kind, self.name, raw["id"], known.status, known.amount,
+                                       metadata.get("flow_id"), metadata.get("tenant_id"),
+                                       int(raw["created"])))
+            if not page.has_more or not page.data:
+                return seen
+            params["starting_after"] = page.data[-1]["id"]
 
     async def close(self) -> None:
         await self._http.close_async()
