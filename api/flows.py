@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ClientPrincipal, DbSession, Temporal
 from api.errors import ProblemError
-from api.pagination import encode_cursor, time_position
+from api.pagination import by_time, next_page, time_position
 from api.views import FlowStatusView
 from contracts.errors import ErrorCode as E
 from contracts.flow import FlowState, FlowStatus
@@ -67,19 +67,14 @@ async def get_flow(flow_id: str, principal: ClientPrincipal, session: DbSession,
     return await status_of(session, temporal, principal, flow_id)
 
 
-def _before(cursor: str | None) -> tuple[datetime, str] | None:
-    return time_position(cursor)  # 400 invalid_cursor when malformed (NUL, overflow, shape)
-
-
 @router.get("/v1/flows", summary="The tenant's flows, newest first")
 async def list_flows(principal: ClientPrincipal, session: DbSession, kind: str | None = None,
                      cursor: str | None = None,
                      limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
-    rows = await FlowRepository(session).list(principal.tenant_id, kind, _before(cursor),
+    rows = await FlowRepository(session).list(principal.tenant_id, kind, time_position(cursor),
                                               limit + 1)
+    page, next_cursor = next_page(rows, limit, lambda r: by_time(r["created_at"], r["flow_id"]))
     data = [{"flow_id": r["flow_id"], "kind": r["kind"], "user_id": r["user_id"],
              "idempotency_key": r["idempotency_key"], "created_at": r["created_at"].isoformat()}
-            for r in rows[:limit]]
-    next_cursor = (encode_cursor([rows[limit - 1]["created_at"].isoformat(),
-                                  rows[limit - 1]["flow_id"]]) if len(rows) > limit else None)
+            for r in page]
     return {"data": data, "next_cursor": next_cursor}

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from api.deps import AdminPrincipal, AppSettings, DbSession, json_body, openapi_body
 from api.errors import ProblemError
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import id_position, next_page
 from api.schemas import RewardsSettings
 from api.settings_models import EventSettings, RefundSettings, WithdrawalSettings
 from contracts.errors import ErrorCode as E
@@ -72,24 +72,16 @@ for _group, _model in (("rewards", RewardsSettings), ("refunds", RefundSettings)
     _add_group(_group, _model)
 
 
-def _before(cursor: str | None) -> int | None:
-    before = decode_cursor(cursor)
-    if before is not None and (not isinstance(before, int) or isinstance(before, bool)
-                               or not 0 < before < 2**63):
-        raise ProblemError(E.INVALID_CURSOR, "the cursor is malformed")
-    return before
-
-
 @router.get("/v1/settings/audit", summary="Changes to the tenant's settings, newest first (admin)")
 async def list_changes(principal: AdminPrincipal, session: DbSession,
                        group: Literal["rewards", "refunds", "withdrawals", "events"] | None
                        = None,
                        cursor: str | None = None,
                        limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
-    rows = await SettingsAudit(session).newest_first(principal.tenant_id, _before(cursor),
+    rows = await SettingsAudit(session).newest_first(principal.tenant_id, id_position(cursor),
                                                      limit + 1, group)
+    page, next_cursor = next_page(rows, limit, lambda r: r["id"])
     data = [{"id": str(r["id"]), "group": r["setting_group"], "actor": r["actor"],
              "key_id": r["key_id"], "old": r["old_value"], "new": r["new_value"],
-             "changed_at": r["changed_at"].isoformat()} for r in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+             "changed_at": r["changed_at"].isoformat()} for r in page]
     return {"data": data, "next_cursor": next_cursor}

@@ -7,10 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from api.deps import AdminPrincipal, ClientPrincipal, DbSession
-from api.errors import ProblemError
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import id_position, next_page
 from api.users import known_user
-from contracts.errors import ErrorCode as E
 from contracts.money import format_amount
 from db.ledger import LedgerRepository
 from db.ledger_reads import Balance
@@ -47,12 +45,11 @@ async def wallet_history(
     limit: int = Query(50, ge=1, le=200),
 ) -> dict[str, Any]:
     await known_user(session, principal, user_id)
-    before = decode_cursor(cursor)
-    if before is not None and not isinstance(before, int):
-        raise ProblemError(E.INVALID_CURSOR, "the cursor is malformed")
+    before = id_position(cursor)
     repo = LedgerRepository(session)
     accounts = [b.account_id for b in await repo.balances(principal.tenant_id, user_id)]
     rows = await repo.history(principal.tenant_id, accounts, before, limit + 1) if accounts else []
+    page, next_cursor = next_page(rows, limit, lambda r: r["id"])
     data = [{
         "transfer_id": r["id"], "kind": r["kind"], "state": r["state"],
         "direction": "debit" if r["outgoing"] else "credit",
@@ -61,8 +58,7 @@ async def wallet_history(
                           if r["balance_after"] is not None else None),
         "counterparty": r["counterparty"], "flow_id": r["flow_id"],
         "created_at": r["created_at"].isoformat(),
-    } for r in rows[:limit]]
-    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+    } for r in page]
     return {"data": data, "next_cursor": next_cursor}
 
 
