@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from cli import Commands, NoTenant, cmd_withdrawal_list, group, progress, tenant_transaction
 from settings import get_settings
@@ -30,30 +31,60 @@ async def cmd_decide(args: argparse.Namespace) -> int:
 
 
 async def cmd_approvals_list(args: argparse.Namespace) -> int:
-    """Withdrawals and refunds of a tenant waiting for an admin, asked of each open flow."""
+    """Withdrawals and refunds of a tenant waiting for an admin: a visibility query on the
+    search attributes the flows keep (``workflows/console.py``; eventually consistent: a flow
+    shows ~ms after its state changed); flows started before those existed are asked."""
     from temporal_client import connect
+    from workflows import console
 
+    if any(c in args.tenant for c in "'\"\\"):
+        raise NoTenant(f"no tenant {args.tenant!r}")
     async with tenant_transaction(args.tenant):
         pass  # the tenant exists
     client = await connect(get_settings())
-    query = ("ExecutionStatus = 'Running' AND (WorkflowType = 'WithdrawalWorkflow' OR "
-             "WorkflowType = 'RefundWorkflow')")
-    progress("listing open withdrawals and refunds …")
-    ids = [w.id async for w in client.list_workflows(query) if w.id.startswith(f"{args.tenant}:")]
-    waiting = []
-    for n, flow_id in enumerate(ids, 1):
-        status = await client.get_workflow_handle(flow_id).query("status")
-        if status["state"] == "awaiting_approval":
-            waiting.append(status)
-        if n % 20 == 0 or n == len(ids):
-            progress(f"  asked {n}/{len(ids)} flows, {len(waiting)} awaiting approval")
-    for st in waiting:
-        amounts = st.get("amounts") or {}
-        amount = next((f"{v} {amounts.get(k + '_currency', '')}".strip()
-                       for k, v in amounts.items() if not k.endswith("_currency")), "")
-        print(f"{st['flow_id']}\t{st['kind']}\t{st.get('user_id') or ''}\t{amount}"
-              f"\t{st['created_at'][:16]}")
+    progress("listing withdrawals and refunds awaiting approval …")
+    query = (f"{console.TENANT.name} = '{args.tenant}' AND "
+             f"{console.STATE.name} = 'awaiting_approval'")
+    rows = [_approval_row(w) async for w in client.list_workflows(query)]
+    rows += await _asked_approvals(client, args.tenant)
+    progress(f"  {len(rows)} flow(s) awaiting approval")
+    for row in sorted(rows, key=lambda r: (r[4], r[0])):
+        print("\t".join(row))
     return 0
+
+
+def _approval_row(w: Any) -> tuple[str, str, str, str, str]:
+    """flow id, kind, user, amount, started (to the minute), from the flow's search attributes."""
+    from contracts.money import format_amount
+    from workflows import console
+
+    attrs = w.typed_search_attributes
+    amount, currency = attrs.get(console.AMOUNT), attrs.get(console.CURRENCY)
+    money = f"{format_amount(amount, currency)} {currency}" if amount is not None and currency \
+        else ""
+    return (w.id, attrs.get(console.KIND) or "", attrs.get(console.USER) or "", money,
+            w.start_time.isoformat()[:16])
+
+
+async def _asked_approvals(client: Any, tenant: str) -> list[tuple[str, str, str, str, str]]:
+    """Open withdrawals and refunds without the WalletflowState search attribute (started
+    before it existed): their `status` query says whether they await approval."""
+    from workflows import console
+
+    query = (f"ExecutionStatus = 'Running' AND WorkflowType IN ('WithdrawalWorkflow', "
+             f"'RefundWorkflow') AND {console.STATE.name} IS NULL")
+    ids = [w.id async for w in client.list_workflows(query) if w.id.startswith(f"{tenant}:")]
+    rows = []
+    for flow_id in ids:
+        st = await client.get_workflow_handle(flow_id).query("status")
+        if st["state"] != "awaiting_approval":
+            continue
+        amounts = st.get("amounts") or {}
+        amount = next((f"{v} {amounts.get(k + '_currency', amounts.get('currency', ''))}"
+                       .strip() for k, v in amounts.items() if not k.endswith("currency")), "")
+        rows.append((st["flow_id"], st["kind"], st.get("user_id") or "", amount,
+                     st["created_at"][:16]))
+    return rows
 
 
 async def cmd_webhook_rotate(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from contracts.webhooks import DeliveryInput
 from db.outbox import OutboxRepository
+from workflows.console import start_options
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,12 @@ class Dispatcher:
             if not await outbox.claim_unstarted(delivery_id):
                 return 0
             try:
+                inp = DeliveryInput(delivery_id, tenant_id)
                 await self.client.start_workflow(
-                    WebhookDeliveryWorkflow.run, DeliveryInput(delivery_id, tenant_id),
-                    id=delivery_id, task_queue=self.task_queue,
+                    WebhookDeliveryWorkflow.run, inp, id=delivery_id, task_queue=self.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                    **start_options("webhook_delivery", None, inp, via="the dispatcher"))
             except WorkflowAlreadyStartedError:
                 log.info("delivery %s was already started (its workflow exists)", delivery_id)
             await outbox.mark_started(delivery_id)

@@ -21,15 +21,19 @@ from temporalio.client import (
 )
 
 from contracts.reconcile import JANITOR_SCHEDULE_ID, JANITOR_WORKFLOW, JanitorInput
+from workflows.console import search_attributes
 
 log = logging.getLogger(__name__)
+JANITOR_SUMMARY = "janitor: reconcile with the gateway, nudge stuck flows, remove orphan rows"
 
 
 def janitor_schedule(task_queue: str, interval_seconds: float) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             JANITOR_WORKFLOW, JanitorInput(), id=JANITOR_SCHEDULE_ID, task_queue=task_queue,
-            execution_timeout=timedelta(seconds=max(interval_seconds, 300))),
+            execution_timeout=timedelta(seconds=max(interval_seconds, 300)),
+            typed_search_attributes=search_attributes("janitor", None, None, None),
+            static_summary=JANITOR_SUMMARY),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(
             every=timedelta(seconds=interval_seconds))]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP))

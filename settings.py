@@ -40,6 +40,10 @@ DEFAULT_PACKAGES = {
 DEV_STRIPE_KEY = "sk_test_walletflow_standin"
 DEV_STRIPE_KEY_PREFIX = "sk_test_walletflow"  # the stand-in's keys (dev stack, tests, bench)
 DEV_WEBHOOK_SECRET = "whsec_walletflow_dev_secret"
+# The Razorpay stand-in's development keys (razorpay_standin/config.py), refused in production.
+DEV_RAZORPAY_KEY_ID = "rzp_test_walletflow"
+DEV_RAZORPAY_KEY_SECRET = "rzp_secret_walletflow_standin"  # noqa: S105
+DEV_RAZORPAY_WEBHOOK_SECRET = "rzp_whsec_walletflow_standin"  # noqa: S105
 MASK = "**********"
 TEMPORAL_UI_ORIGINS = "http://127.0.0.1:8233,http://localhost:8233"  # the dev stack's and compose's
 _URLS = ("database_url", "rate_limit_storage_uri")  # shown with their password as ***
@@ -79,6 +83,15 @@ class Settings(BaseSettings):
     # Workflows kept in the worker's memory between tasks. A top-up waiting for its payment
     # costs ~0.12 MB cached; an evicted one is replayed from history when its webhook arrives.
     worker_max_cached_workflows: int = 500
+    # Worker slots and pollers (bench/README.md measures them); unset: the Temporal SDK's
+    # defaults (100 slots of each kind, 5 pollers of each queue).
+    worker_max_concurrent_workflow_tasks: int | None = None
+    worker_max_concurrent_activities: int | None = None
+    worker_max_concurrent_local_activities: int | None = None
+    worker_max_concurrent_workflow_task_polls: int | None = None
+    worker_max_concurrent_activity_task_polls: int | None = None
+    # Ledger group commit: statements in flight at once in one worker (activities/ledger.py)
+    ledger_max_in_flight: int = 2
     # Fan the event outbox out into outbound webhook deliveries (one dispatcher is enough;
     # several are safe).
     run_dispatcher: bool = True
@@ -134,6 +147,25 @@ class Settings(BaseSettings):
     stripe_webhook_secrets: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     stripe_webhook_tolerance_seconds: int = 300
     stripe_timeout_seconds: float = 10.0
+    # Send only what each Stripe call needs (no PaymentIntent ``description`` or
+    # ``automatic_payment_methods``), for Stripe emulators that refuse them (e.g. localstripe).
+    stripe_minimal_params: bool = False
+    # Hosted Checkout Sessions (gateway "stripe_checkout"): where the payer returns, unless the
+    # request or the tenant (settings group "payments") names a URL; "{flow_id}" is replaced.
+    stripe_checkout_success_url: str = "http://localhost:8000/v1/flows/{flow_id}"
+    stripe_checkout_cancel_url: str | None = None  # None: the success URL
+
+    # Razorpay, a second gateway: configured when RAZORPAY_KEY_ID is set. With real keys and
+    # no RAZORPAY_API_BASE the same code talks to real Razorpay.
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: SecretStr = SecretStr("")
+    razorpay_webhook_secret: SecretStr = SecretStr("")
+    razorpay_api_base: str | None = None
+    razorpay_checkout_base: str | None = None  # stand-in only: hosted page at {base}/checkout/{id}
+    # Razorpay signs no timestamp: an event whose created_at is older than this is refused
+    # (Razorpay retries a failed delivery for about a day).
+    razorpay_webhook_tolerance_seconds: int = 36 * 3600
+    razorpay_timeout_seconds: float = 10.0
 
     # Temporal payload encryption (payload_codec.py): "k2:<base64 32 bytes>,k1:<base64>", the
     # first encrypts, all decrypt. The default is the public development key (refused in
@@ -171,6 +203,11 @@ class Settings(BaseSettings):
     def webhook_secrets(self) -> list[str]:
         raw = self.stripe_webhook_secrets.get_secret_value()
         return [s.strip() for s in raw.split(",") if s.strip()]
+
+    @property
+    def payment_gateways(self) -> tuple[str, ...]:
+        """The gateway names a request (or a tenant's default) may choose: the configured ones."""
+        return ("stripe", "stripe_checkout", *(("razorpay",) if self.razorpay_key_id else ()))
 
     @property
     def codec_keys(self) -> dict[str, bytes]:
@@ -252,9 +289,25 @@ def production_problems(settings: Settings) -> list[str]:
     if not secrets or DEV_WEBHOOK_SECRET in secrets:
         problems.append("STRIPE_WEBHOOK_SECRETS: your Stripe endpoint's signing secret(s), not "
                         "the development default")
+    problems += _razorpay_problems(settings)
     if base64.b64decode(DEV_CODEC_KEY) in settings.codec_keys.values():
         problems.append("WALLETFLOW_CODEC_KEYS: your own payload encryption key(s), not the "
                         "development key")
+    return problems
+
+
+def _razorpay_problems(settings: Settings) -> list[str]:
+    """Razorpay is optional: only a configured one (RAZORPAY_KEY_ID set) needs its secrets."""
+    if not settings.razorpay_key_id:
+        return []
+    problems = []
+    if settings.razorpay_key_id.startswith(DEV_RAZORPAY_KEY_ID) or \
+            settings.razorpay_key_secret.get_secret_value() in ("", DEV_RAZORPAY_KEY_SECRET):
+        problems.append("RAZORPAY_KEY_ID / RAZORPAY_KEY_SECRET: a real Razorpay key pair "
+                        "(not the stand-in's development keys)")
+    if settings.razorpay_webhook_secret.get_secret_value() in ("", DEV_RAZORPAY_WEBHOOK_SECRET):
+        problems.append("RAZORPAY_WEBHOOK_SECRET: your Razorpay webhook's secret, not the "
+                        "development default")
     return problems
 
 

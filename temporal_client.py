@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, TLSConfig
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
@@ -23,6 +25,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from payload_codec import EncryptionCodec
 from settings import MASK, Settings
+from workflows.console import SEARCH_ATTRIBUTES
 
 DEV_ADDRESS = "127.0.0.1:7233"  # the local dev server (scripts/dev.py, development only)
 
@@ -31,15 +34,33 @@ DEV_ADDRESS = "127.0.0.1:7233"  # the local dev server (scripts/dev.py, developm
 # ~40 ms to be dispatched (3 no-op activities: ~200 ms). Raising the limit brings that to ~2 ms
 # (~30 ms). The dev stack, the tests and the bench start the dev server with these; a
 # production cluster spreads the queues over many shards and is tuned by its operators.
+# The visibility queue too: a flow's search attributes (WalletflowState, …) are listable ~ms after
+# its workflow task, not ~50 ms.
 DEV_SERVER_DYNAMIC_CONFIG = {
     "history.transferProcessorMaxPollRPS": "2000",
     "history.timerProcessorMaxPollRPS": "2000",
+    "history.visibilityProcessorMaxPollRPS": "2000",
 }
 
 
 def dev_server_args() -> list[str]:
+    """The dev server's extra arguments: the dynamic config above and walletflow's search
+    attributes (``workflows/console.py``; a cluster registers them with `temporal operator
+    search-attribute create`, docs/operations.md)."""
     return [a for k, v in DEV_SERVER_DYNAMIC_CONFIG.items()
-            for a in ("--dynamic-config-value", f"{k}={v}")]
+            for a in ("--dynamic-config-value", f"{k}={v}")] + [
+        a for name, kind in SEARCH_ATTRIBUTES.items()
+        for a in ("--search-attribute", f"{name}={kind}")]
+
+
+async def register_search_attributes(client: Client, namespace: str = "default") -> None:
+    """Register walletflow's search attributes on a server started without them (the
+    time-skipping test server; `temporal operator search-attribute create` on a cluster)."""
+    kinds = {"Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+             "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT}
+    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        search_attributes={name: kinds[kind] for name, kind in SEARCH_ATTRIBUTES.items()},
+        namespace=namespace))
 
 
 def metrics_runtime(bind_address: str) -> Runtime:

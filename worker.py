@@ -17,6 +17,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.campaigns import CampaignActivities
 from activities.gateway import GatewayActivities
 from activities.gateways import PaymentGateway
+from activities.gateways.razorpay_gateway import RazorpayGateway
+from activities.gateways.stripe_checkout import StripeCheckoutGateway
 from activities.gateways.stripe_gateway import StripeGateway
 from activities.ledger import LedgerActivities
 from activities.orders import OrderActivities
@@ -56,10 +58,19 @@ WORKFLOWS = [TopUpWorkflow, PurchaseCreditWorkflow, OrderPaymentWorkflow, Refund
 
 def build_gateways(settings: Settings) -> dict[str, PaymentGateway]:
     key = settings.stripe_api_key.get_secret_value()
-    return {
+    gateways: dict[str, PaymentGateway] = {
         "stripe": StripeGateway(key, settings.stripe_api_base, settings.stripe_checkout_base,
-                                settings.stripe_timeout_seconds),
+                                settings.stripe_timeout_seconds, settings.stripe_minimal_params),
+        "stripe_checkout": StripeCheckoutGateway(
+            key, settings.stripe_api_base, settings.stripe_timeout_seconds,
+            settings.stripe_checkout_success_url, settings.stripe_checkout_cancel_url),
     }
+    if settings.razorpay_key_id:
+        gateways["razorpay"] = RazorpayGateway(
+            settings.razorpay_key_id, settings.razorpay_key_secret.get_secret_value(),
+            settings.razorpay_api_base, settings.razorpay_checkout_base,
+            settings.razorpay_timeout_seconds)
+    return gateways
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -70,9 +81,19 @@ def workflow_runner() -> SandboxedWorkflowRunner:
         restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 
 
+def worker_tuning(settings: Settings) -> dict[str, int]:
+    """The worker's slot and poller settings that are set (the SDK's defaults otherwise)."""
+    names = ("max_concurrent_workflow_tasks", "max_concurrent_activities",
+             "max_concurrent_local_activities", "max_concurrent_workflow_task_polls",
+             "max_concurrent_activity_task_polls")
+    values = {n: getattr(settings, f"worker_{n}") for n in names}
+    return {n: v for n, v in values.items() if v is not None}
+
+
 def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[AsyncSession],
-                 gateways: dict[str, PaymentGateway], **worker_options: object) -> Worker:
-    ledger = LedgerActivities(sessions)
+                 gateways: dict[str, PaymentGateway], ledger_max_in_flight: int = 2,
+                 **worker_options: object) -> Worker:
+    ledger = LedgerActivities(sessions, max_in_flight=ledger_max_in_flight)
     gateway = GatewayActivities(gateways, sessions)
     purchases = PurchaseActivities(sessions)
     orders = OrderActivities(sessions)
@@ -147,7 +168,9 @@ async def main() -> None:
                if settings.worker_metrics_address else None)
     client = await connect(settings, runtime, temporal_interceptors(tracer_provider))
     worker = build_worker(client, settings.temporal_task_queue, session_factory(engine), gateways,
-                          max_cached_workflows=settings.worker_max_cached_workflows)
+                          max_cached_workflows=settings.worker_max_cached_workflows,
+                          ledger_max_in_flight=settings.ledger_max_in_flight,
+                          **worker_tuning(settings))
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.gateways import GatewayRefused, GatewayUnavailable, PaymentGateway
+from activities.gateways.payouts import PayoutProviders
 from activities.refusals import refused
 from contracts.errors import ErrorCode
 from contracts.gateway import (
@@ -34,6 +35,7 @@ from contracts.gateway import (
     RefundRef,
 )
 from db.gateway_objects import GatewayObject, GatewayObjectKind, GatewayObjectRepository
+from db.payees import PayeeRepository
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,9 +49,12 @@ def _summary(result: Any) -> dict[str, Any]:
 
 class GatewayActivities:
     def __init__(self, gateways: dict[str, PaymentGateway],
-                 sessions: async_sessionmaker[AsyncSession]):
+                 sessions: async_sessionmaker[AsyncSession],
+                 payouts: PayoutProviders | None = None):
         self.gateways = gateways
         self.sessions = sessions
+        # payouts go through a provider chosen by method (gateways/payouts.py)
+        self.payouts = payouts or PayoutProviders.of_gateways(gateways)
 
     def _gateway(self, name: str) -> PaymentGateway:
         try:
@@ -70,11 +75,15 @@ class GatewayActivities:
         log.info("%s ok", operation, extra={"gateway_result": _summary(result)})
         return result
 
-    async def _record(self, obj: GatewayObject) -> None:
+    async def _record(self, obj: GatewayObject, payee: str | None = None) -> None:
         """Remember which flow created the object, once: a retry (same gateway idempotency key,
-        same object) records nothing twice. A failure here is retried like a gateway fault."""
+        same object) records nothing twice. A failure here is retried like a gateway fault.
+        ``payee``: the account a payout was made on (asked about it at the deadline)."""
         async with self.sessions.begin() as session:
             stored = await GatewayObjectRepository(session).record(obj)
+            if payee is not None:
+                await PayeeRepository(session).record_payout(obj.gateway, obj.object_id, payee,
+                                                             obj.tenant_id, obj.flow_id)
         if stored.flow_id != obj.flow_id:
             log.error("gateway %s %s %s already belongs to flow %s, not %s", obj.gateway,
                       obj.kind.value, obj.object_id, stored.flow_id, obj.flow_id)
@@ -103,14 +112,28 @@ class GatewayActivities:
 
     @activity.defn(name=CREATE_PAYOUT)
     async def create_payout(self, req: PayoutRequest) -> GatewayPayout:
-        payout = await self._run(self._gateway(req.gateway).create_payout(req))
+        """Through the provider of ``req.method`` to the payee ``req.destination`` names (a
+        connected account); no provider for the method: a typed refusal."""
+        payout = await self._run(self._pay_out(req))
         await self._record(GatewayObject(req.tenant_id, payout.gateway, GatewayObjectKind.PAYOUT,
-                                         payout.payout_id, req.flow_id, req.amount))
+                                         payout.payout_id, req.flow_id, req.amount),
+                           payee=req.destination)
         return payout
+
+    async def _pay_out(self, req: PayoutRequest) -> GatewayPayout:
+        return await self.payouts.for_method(req.method).create_payout(req)
 
     @activity.defn(name=RETRIEVE_PAYOUT)
     async def retrieve_payout(self, ref: PayoutRef) -> GatewayPayout:
-        return await self._run(self._gateway(ref.gateway).retrieve_payout(ref))
+        async with self.sessions() as session:
+            payee = await PayeeRepository(session).account_of_payout(ref.gateway, ref.payout_id)
+        if payee is None:
+            raise refused(ErrorCode.GATEWAY_REFUSED,
+                          f"payout {ref.payout_id} was not recorded with its payee")
+        return await self._run(self._ask_payout(ref, payee))
+
+    async def _ask_payout(self, ref: PayoutRef, payee: str) -> GatewayPayout:
+        return await self.payouts.named(ref.gateway).retrieve_payout(ref, payee)
 
     @activity.defn(name=CANCEL_PAYMENT)
     async def cancel_payment(self, ref: PaymentRef) -> GatewayPayment:

@@ -24,6 +24,7 @@ from contracts.refund import (
     RefundReservation,
     RefundSettlement,
 )
+from db.gateway_objects import GatewayObjectKind, GatewayObjectRepository
 from db.ledger import InsufficientFunds, LedgerRepository
 from db.orders import OrderRepository
 from db.outbox import emit
@@ -66,6 +67,15 @@ def _refund_transfers(s: RefundSettlement) -> list[TransferRequest]:
     return transfers
 
 
+async def _gateway_of(session: AsyncSession, payment_id: str | None) -> str:
+    """The gateway the order's card part was paid through (refunds go back the same way)."""
+    if not payment_id:
+        return "stripe"
+    found = await GatewayObjectRepository(session).gateway_of(GatewayObjectKind.PAYMENT,
+                                                              payment_id)
+    return found or "stripe"
+
+
 class RefundActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]):
         self.sessions = sessions
@@ -76,10 +86,12 @@ class RefundActivities:
             orders, refunds = OrderRepository(session), RefundRepository(session)
             order = await orders.lock(req.tenant_id, req.order_id)
             refund = await refunds.get(req.flow_id)
+            gateway = await _gateway_of(session, order["payment_id"])
             if refund["status"] != "requested":  # a retry: the reservation already happened
                 return RefundPlan(payment_id=order["payment_id"], wallet=refund["wallet_part"],
-                                  card=refund["card_part"])
+                                  card=refund["card_part"], gateway=gateway)
             plan = _plan(order, req)
+            plan.gateway = gateway
             await orders.reserve_refund(req.tenant_id, req.order_id, req.amount, plan.card)
             await refunds.record(req.flow_id, "reserved", plan.wallet, plan.card)
         return plan

@@ -18,8 +18,10 @@ from api import (
     metrics,
     openapi,
     orders,
+    payees,
     purchases,
     ratelimit,
+    razorpay,
     refunds,
     settings_routes,
     store_webhooks,
@@ -72,9 +74,9 @@ def create_app(settings: Settings | None = None, tracer_provider: Any | None = N
     openapi.install(app)  # the completed document: api/openapi.py
     metrics.install(app)
     telemetry.install(app, tracer_provider)
-    for module in (topups, orders, refunds, campaigns, withdrawals, users, wallets, flows,
+    for module in (topups, orders, refunds, campaigns, withdrawals, payees, users, wallets, flows,
                    webhooks, purchases, stores, store_webhooks, analytics, settings_routes,
-                   webhook_endpoints, metrics, health, codec):
+                   webhook_endpoints, metrics, health, codec, razorpay):
         app.include_router(module.router)
     return app
 

@@ -40,6 +40,7 @@ from contracts.money import Money, format_amount
 from db.campaigns import CampaignQueries
 from db.tenants import Principal
 from workflows.campaign import CampaignWorkflow
+from workflows.console import start_options
 from workflows.donation import DonationWorkflow
 
 router = APIRouter(tags=["campaigns"])
@@ -77,11 +78,11 @@ async def create_campaign(principal: AdminPrincipal,
             body.capped, body.ends_at, flow_id):
         raise ProblemError(E.CAMPAIGN_EXISTS, f"campaign {body.campaign_id!r} exists")
     await commit_before_start(session)
+    inp = CampaignInput(principal.tenant_id, body.campaign_id, flow_id, body.ends_at.isoformat())
     await temporal.start_workflow(
-        CampaignWorkflow.run, CampaignInput(principal.tenant_id, body.campaign_id, flow_id,
-                                            body.ends_at.isoformat()),
-        id=flow_id, task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, rpc_timeout=TEMPORAL_TIMEOUT)
+        CampaignWorkflow.run, inp, id=flow_id, task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, rpc_timeout=TEMPORAL_TIMEOUT,
+        **start_options("campaign", principal.tenant_slug, inp, via=f"`{principal.actor}`"))
     return await _campaign(session, principal, body.campaign_id)
 
 

@@ -36,6 +36,7 @@ ERRORS: dict[E, tuple[int, str]] = {
     E.INVALID_PERIOD: (422, "Invalid period"),
     E.INVALID_CURSOR: (400, "Invalid cursor"),
     E.UNKNOWN_PACKAGE: (422, "Unknown package"),
+    E.UNKNOWN_GATEWAY: (422, "Unknown gateway"),
     E.URL_NOT_ALLOWED: (422, "URL not allowed"),
     E.PAYLOAD_TOO_LARGE: (413, "Payload too large"),
     E.UNSUPPORTED_MEDIA_TYPE: (415, "Unsupported media type"),

@@ -45,6 +45,7 @@ from db.flows import FlowRepository
 from db.tenants import Principal
 from observability import bind
 from settings import Settings
+from workflows.console import start_options
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # How long a request waits for the flow's first answer before answering 202 (the flow goes on).
@@ -256,15 +257,18 @@ async def _start(ctx: FlowStarter, spec: FlowStart, flow_id: str) -> Any:
     """Start the workflow (at most once per flow id) and wait for its outcome."""
     inp = spec.make_input(flow_id)
     queue = ctx.settings.temporal_task_queue
+    # search attributes, static summary and details: the Temporal UI as an admin's console
+    console = start_options(spec.kind, ctx.principal.tenant_slug, inp,
+                            via=f"API key `{ctx.principal.actor}`")
     if spec.update is None:
         handle = await ctx.temporal.start_workflow(
             spec.workflow, inp, id=flow_id, task_queue=queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, **console)
         return await handle.result()
     operation = WithStartWorkflowOperation(
         spec.workflow, inp, id=flow_id, task_queue=queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, **console)
     return await ctx.temporal.execute_update_with_start_workflow(
         spec.update, start_workflow_operation=operation, id=spec.update_id)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from api import payees as pay
+from api import razorpay as rzp
 from api import settings_models as sm
 from api import views as v
 from api import views_admin as a
@@ -34,12 +36,16 @@ SUCCESS: dict[str, tuple[type[BaseModel] | None, tuple[int, ...]]] = {
     "POST /v1/withdrawals/{flow_id}/approve": (v.DecisionView, (200,)),
     "POST /v1/withdrawals/{flow_id}/reject": (v.DecisionView, (200,)),
     "POST /v1/users": (v.UserView, (201, 200)),
+    "POST /v1/users/{user_id}/payout-account": (pay.OnboardingView, (201, 200)),
+    "GET /v1/users/{user_id}/payout-account": (pay.PayoutAccountView, (200,)),
     "GET /v1/wallets/{user_id}": (v.WalletView, (200,)),
     "GET /v1/wallets/{user_id}/transactions": (v.TransactionPage, (200,)),
     "GET /v1/ledger/accounts": (v.SystemAccounts, (200,)),
     "GET /v1/flows/{flow_id}": (v.FlowStatusView, (200,)),
     "GET /v1/flows": (v.FlowPage, (200,)),
     "POST /v1/webhooks/stripe": (a.WebhookAck, (200,)),
+    "POST /v1/webhooks/razorpay": (a.WebhookAck, (200,)),
+    "POST /v1/topups/{flow_id}/verify": (rzp.VerifyView, (200,)),
     "POST /v1/purchases": (a.PurchaseAccepted, (201, 200)),
     "POST /v1/purchases/{order_id}/cancel": (a.StoreEventOutcome, (200,)),
     "POST /v1/purchases/{order_id}/refunds": (a.StoreEventOutcome, (200,)),
@@ -66,6 +72,8 @@ SUCCESS: dict[str, tuple[type[BaseModel] | None, tuple[int, ...]]] = {
     "PUT /v1/settings/withdrawals": (sm.WithdrawalSettingsView, (200,)),
     "GET /v1/settings/events": (sm.EventSettingsView, (200,)),
     "PUT /v1/settings/events": (sm.EventSettingsView, (200,)),
+    "GET /v1/settings/payments": (sm.PaymentSettingsView, (200,)),
+    "PUT /v1/settings/payments": (sm.PaymentSettingsView, (200,)),
     "GET /v1/settings/audit": (sm.SettingsAuditPage, (200,)),
     "GET /v1/webhook-endpoints": (a.EndpointList, (200,)),
     "POST /v1/webhook-endpoints": (a.EndpointView, (201,)),
@@ -84,8 +92,10 @@ _WIDGET = (E.SIGNATURE_MISSING, E.SIGNATURE_INVALID, E.REPLAYED)
 # The route's own refusals (besides those its dependencies and path imply).
 REFUSALS: dict[str, tuple[Refusal, ...]] = {
     "POST /v1/topups": (E.USER_NOT_FOUND, E.INVALID_AMOUNT, E.INVALID_CURRENCY,
-                        E.UNKNOWN_PACKAGE, E.GATEWAY_REFUSED, E.GATEWAY_UNAVAILABLE),
-    "POST /v1/orders": (E.USER_NOT_FOUND, E.INVALID_AMOUNT, E.INVALID_CURRENCY,
+                        E.UNKNOWN_PACKAGE, E.UNKNOWN_GATEWAY, E.GATEWAY_REFUSED,
+                        E.GATEWAY_UNAVAILABLE),
+    "POST /v1/orders": (E.USER_NOT_FOUND, E.UNKNOWN_GATEWAY, E.INVALID_AMOUNT,
+                        E.INVALID_CURRENCY,
                         E.INSUFFICIENT_FUNDS, E.PAYMENT_FAILED, E.GATEWAY_REFUSED,
                         E.LEDGER_CONFLICT, E.GATEWAY_UNAVAILABLE),
     "GET /v1/orders/{order_id}": (E.ORDER_NOT_FOUND,),
@@ -102,7 +112,11 @@ REFUSALS: dict[str, tuple[Refusal, ...]] = {
         E.CAMPAIGN_NOT_FOUND, E.USER_NOT_FOUND, E.INVALID_AMOUNT, E.CURRENCY_MISMATCH,
         E.CAMPAIGN_CLOSED, E.EXCEEDS_TARGET, E.INSUFFICIENT_FUNDS),
     "POST /v1/withdrawals": (E.USER_NOT_FOUND, E.INVALID_AMOUNT, E.OVER_LIMIT,
-                             E.INSUFFICIENT_FUNDS, E.REJECTED, E.EXPIRED, E.PAYOUT_FAILED),
+                             E.INSUFFICIENT_FUNDS, E.REJECTED, E.EXPIRED, E.PAYOUT_FAILED,
+                             E.ACCOUNT_MISSING, E.GATEWAY_REFUSED),
+    "POST /v1/users/{user_id}/payout-account": (E.USER_NOT_FOUND, E.GATEWAY_REFUSED,
+                                                E.GATEWAY_UNAVAILABLE),
+    "GET /v1/users/{user_id}/payout-account": (E.USER_NOT_FOUND, E.NOT_FOUND),
     "GET /v1/withdrawals/{flow_id}": (E.WITHDRAWAL_NOT_FOUND,),
     "POST /v1/withdrawals/{flow_id}/approve": (E.WITHDRAWAL_NOT_FOUND, *_DECIDE),
     "POST /v1/withdrawals/{flow_id}/reject": (E.WITHDRAWAL_NOT_FOUND, *_DECIDE),
@@ -112,6 +126,10 @@ REFUSALS: dict[str, tuple[Refusal, ...]] = {
     "GET /v1/flows": (E.INVALID_CURSOR,),
     "POST /v1/webhooks/stripe": ((E.SIGNATURE_MISSING, 400), (E.SIGNATURE_INVALID, 400),
                                  E.MALFORMED_PAYLOAD),
+    "POST /v1/webhooks/razorpay": ((E.SIGNATURE_MISSING, 400), (E.SIGNATURE_INVALID, 400),
+                                   E.MALFORMED_PAYLOAD),
+    "POST /v1/topups/{flow_id}/verify": (E.FLOW_NOT_FOUND, (E.SIGNATURE_INVALID, 400)),
+    "PUT /v1/settings/payments": (E.UNKNOWN_GATEWAY,),
     "POST /v1/purchases": (E.INVALID_AMOUNT,),
     "POST /v1/purchases/{order_id}/cancel": (E.PURCHASE_NOT_FOUND,),
     "POST /v1/purchases/{order_id}/refunds": (E.PURCHASE_NOT_FOUND, E.INVALID_AMOUNT,
@@ -146,6 +164,9 @@ _SIGNATURE = "HMAC-SHA256 of the raw body, base64"
 # Headers a route reads itself (signatures): (name, required, description).
 HEADERS: dict[str, tuple[tuple[str, bool, str], ...]] = {
     "POST /v1/webhooks/stripe": (("Stripe-Signature", True, "t=<unix time>,v1=<hex HMAC>"),),
+    "POST /v1/webhooks/razorpay": (
+        ("X-Razorpay-Signature", True, "hex HMAC-SHA256 of the raw body (webhook secret)"),
+        ("X-Razorpay-Event-Id", True, "the event id (deduplicated)")),
     "POST /v1/webhooks/shopify": (
         ("X-Shopify-Hmac-Sha256", True, _SIGNATURE), ("X-Shopify-Shop-Domain", False, ""),
         ("X-Shopify-Topic", False, "orders/create, orders/cancelled, refunds/create"),

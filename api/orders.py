@@ -19,12 +19,14 @@ from api.deps import (
 from api.errors import ProblemError
 from api.flows import flow_status
 from api.flowstart import Answer, FlowStart, FlowStarter, refusal, start_flow
-from api.schemas import OrderCreate
+from api.gateway_choice import choose_gateway, payment_answer
+from api.schemas import OrderCreate, return_urls
 from api.users import known_user
 from contracts.errors import ErrorCode as E
 from contracts.money import POINTS, Money, MoneyError, format_amount, parse_amount
 from contracts.order import OrderPaymentInput, OrderView
 from db.orders import OrderQueries
+from settings import Settings
 from workflows.order_payment import OrderPaymentWorkflow
 
 router = APIRouter(tags=["orders"])
@@ -56,7 +58,7 @@ def _parts(body: OrderCreate) -> tuple[Money, int, int, int]:
 
 
 def _answer(inp: OrderPaymentInput, view: OrderView | None,
-            state: str = "processing") -> dict[str, Any]:
+            state: str = "processing", settings: Settings | None = None) -> dict[str, Any]:
     cur = inp.amount.currency
     answer: dict[str, Any] = {
         "flow_id": inp.flow_id, "order_id": inp.order_id, "user_id": inp.user_id,
@@ -68,18 +70,21 @@ def _answer(inp: OrderPaymentInput, view: OrderView | None,
     }
     if view and view.payment:
         p = view.payment
-        answer["payment"] = {"gateway": p.gateway, "payment_id": p.payment_id,
-                             "client_secret": p.client_secret, "checkout_url": p.checkout_url}
+        answer["payment"] = ({"gateway": p.gateway, "payment_id": p.payment_id,
+                              "client_secret": p.client_secret, "checkout_url": p.checkout_url}
+                             if settings is None else payment_answer(
+                                 settings, p, Money(inp.card_amount, inp.amount.currency)))
         answer["expires_at"] = p.expires_at
     return answer
 
 
-def _outcome(inp: OrderPaymentInput, view: OrderView) -> Answer:
+def _outcome(inp: OrderPaymentInput, view: OrderView, settings: Settings) -> Answer:
     """Paid (final), awaiting its card payment (final once the payment exists), or failed."""
     if view.state == "failed":
         return refusal(view.error_code, view.error, E.PAYMENT_FAILED,
                        flow_id=inp.flow_id, order_id=inp.order_id)
-    return Answer(201, _answer(inp, view), view.state == "paid" or view.payment is not None)
+    return Answer(201, _answer(inp, view, settings=settings),
+                  view.state == "paid" or view.payment is not None)
 
 
 @router.post("/v1/orders", status_code=201, openapi_extra=openapi_body(OrderCreate),
@@ -89,13 +94,18 @@ async def create_order(request: Request, principal: ClientPrincipal,
                        session: DbSession, temporal: Temporal,
                        settings: AppSettings) -> JSONResponse:
     amount, wallet, card, points = _parts(body)
+    gateway = choose_gateway(settings, principal, body.gateway)
+    success_url, cancel_url = return_urls(body.success_url, body.cancel_url,
+                                          settings.walletflow_env == "production",
+                                          principal.settings)
     await known_user(session, principal, body.user_id)
 
     def make_input(flow_id: str) -> OrderPaymentInput:
         return OrderPaymentInput(
             tenant_id=principal.tenant_id, flow_id=flow_id, order_id=body.order_id,
             user_id=body.user_id, amount=amount, method=body.method, wallet_amount=wallet,
-            card_amount=card, points=points, expires_in_seconds=settings.topup_expiry_seconds)
+            card_amount=card, points=points, expires_in_seconds=settings.topup_expiry_seconds,
+            success_url=success_url, cancel_url=cancel_url, gateway=gateway)
 
     async def record(flow_id: str) -> None:
         await OrderQueries(session).create(
@@ -103,7 +113,7 @@ async def create_order(request: Request, principal: ClientPrincipal,
             amount.currency, body.method, wallet, card, points)
 
     async def answer(flow_id: str, view: OrderView) -> Answer:
-        return _outcome(make_input(flow_id), view)
+        return _outcome(make_input(flow_id), view, settings)
 
     return await start_flow(FlowStarter(request, session, principal, temporal, settings), FlowStart(
         kind="order", user_id=body.user_id, request=body.model_dump(),

@@ -47,6 +47,7 @@ from db.stores import StoreRepository
 from db.tenants import Principal
 from db.users import UserRepository
 from settings import Settings
+from workflows.console import start_options
 from workflows.purchase_credit import PurchaseCreditWorkflow
 
 router = APIRouter(tags=["purchases"])
@@ -126,7 +127,8 @@ class Reporter:
                 PurchaseCreditWorkflow.run, inp, id=inp.flow_id,
                 task_queue=self.settings.temporal_task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                **start_options("purchase", self.tenant_slug, inp, via="a store's order"))
         except WorkflowAlreadyStartedError:
             pass  # the flow already finished
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api.errors import ProblemError
 from contracts.errors import ErrorCode
 from contracts.money import Money, MoneyError, parse_amount
+from contracts.settings import checkout_return_urls
 
 USER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 ORDER_ID = r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,127}$"
@@ -47,6 +48,27 @@ Amount = Annotated[str, BeforeValidator(_decimal_text), Field(
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])]
 
 
+# Where a hosted checkout (gateway "stripe_checkout") returns the payer: an absolute http(s) URL
+# ("{flow_id}" is replaced by the flow's id; Stripe's "{CHECKOUT_SESSION_ID}" is kept).
+ReturnUrl = Annotated[str, Field(
+    max_length=2000, pattern=r"^https?://[A-Za-z0-9.\[\]:-]+(?:[/?#][^\s]*)?$",
+    description="a hosted checkout's return URL (https; http outside production)",
+    examples=["https://shop.example/paid?flow={flow_id}"])]
+
+
+def return_urls(success_url: str | None, cancel_url: str | None, production: bool,
+                tenant_settings: dict[str, Any] | None = None) -> tuple[str | None, str | None]:
+    """The request's return URLs, else the tenant's (settings group ``payments``), else None
+    (the gateway's default); 422 ``validation_error`` for http in production."""
+    default_success, default_cancel = checkout_return_urls(tenant_settings or {})
+    success_url, cancel_url = success_url or default_success, cancel_url or default_cancel
+    for url in (success_url, cancel_url):
+        if production and url is not None and not url.startswith("https://"):
+            raise ProblemError(ErrorCode.VALIDATION_ERROR,
+                               "checkout return URLs must be https in production")
+    return success_url, cancel_url
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -54,6 +76,11 @@ class Strict(BaseModel):
 class UserCreate(Strict):
     user_id: str = Field(pattern=USER_ID, examples=["user-42"])
     email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+GATEWAY = r"^[a-z][a-z0-9_]{0,39}$"
+GATEWAY_DOC = ("the payment gateway (one of the configured: stripe, razorpay, ...); default: the "
+               "tenant's payments.gateway setting, else stripe")
 
 
 class TopUpCreate(Strict):
@@ -72,6 +99,10 @@ class TopUpCreate(Strict):
     currency: Currency | None = None
     package: str | None = Field(default=None, max_length=40, description="a PTS points package",
                                 examples=["premium"])
+    gateway: str | None = Field(default=None, pattern=GATEWAY, description=GATEWAY_DOC,
+                                examples=["stripe"])
+    success_url: ReturnUrl | None = None
+    cancel_url: ReturnUrl | None = None
 
 
 class PurchaseReport(Strict):
@@ -152,6 +183,10 @@ class OrderCreate(Strict):
     currency: Currency
     method: Literal["wallet", "points", "card", "split"]
     wallet_amount: Amount | None = Field(default=None, description="split: the wallet's part")
+    gateway: str | None = Field(default=None, pattern=GATEWAY,
+                                description=GATEWAY_DOC + " (card, split)", examples=["stripe"])
+    success_url: ReturnUrl | None = None
+    cancel_url: ReturnUrl | None = None
 
 
 class RefundCreate(Strict):
@@ -186,8 +221,11 @@ class WithdrawalCreate(Strict):
     amount: Amount
     currency: Currency
     method: Literal["bank_transfer", "mobile_money", "paypal", "crypto"]
-    destination: str = Field(min_length=1, max_length=200,
-                             description="IBAN / phone / PayPal email / wallet address")
+    destination: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="bank_transfer: leave out (the user's payout account, onboarded with POST "
+                    "/v1/users/{user_id}/payout-account), or that account's id (acct_…); bank "
+                    "details are refused")
 
 
 class WebhookEndpointCreate(Strict):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from api.schemas import Amount, Strict
+from api.schemas import Amount, ReturnUrl, Strict
 from contracts.money import CURRENCY_EXPONENTS
 from contracts.settings import MAX_APPROVAL_WINDOW, MIN_APPROVAL_WINDOW
 
@@ -58,6 +58,23 @@ class EventSettings(Strict):
         default=None, strict=True,
         description="outbound webhooks may go to local receivers over plain http "
         "(refused in production)")
+
+
+class PaymentSettings(Strict):
+    """How the tenant's payments go (extensible: one field per payment option)."""
+
+    gateway: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="the gateway a top-up or order uses when its request names none: one of "
+        "the configured gateways (\"stripe\", \"razorpay\", ...); null: \"stripe\"")
+    checkout_success_url: ReturnUrl | None = None
+    checkout_cancel_url: ReturnUrl | None = None
+
+
+class PaymentSettingsView(BaseModel):
+    gateway: str
+    checkout_success_url: str | None = None
+    checkout_cancel_url: str | None = None
 
 
 class RefundSettingsView(BaseModel):

@@ -15,7 +15,12 @@ from api.deps import AdminPrincipal, AppSettings, DbSession, json_body, openapi_
 from api.errors import ProblemError
 from api.pagination import id_position, next_page
 from api.schemas import RewardsSettings
-from api.settings_models import EventSettings, RefundSettings, WithdrawalSettings
+from api.settings_models import (
+    EventSettings,
+    PaymentSettings,
+    RefundSettings,
+    WithdrawalSettings,
+)
 from contracts.errors import ErrorCode as E
 from contracts.settings import SettingsError
 from db.settings_audit import SettingsAudit
@@ -34,6 +39,8 @@ _SUMMARIES = {
                     "requested from now on"),
     "events": ("Outbound webhook settings (admin)",
                "Change the outbound webhook settings (development mode)"),
+    "payments": ("Payment settings: the default gateway (admin)",
+                 "Change the payment settings; applies to payments started from now on"),
 }
 
 
@@ -41,6 +48,10 @@ async def change(session: DbSession, principal: Principal, settings: Settings, g
                  body: BaseModel) -> dict[str, Any]:
     """Apply the fields the body names (null: back to the default), audited as the key's
     holder; the group as it applies now. 422 when the rules refuse it (nothing changes)."""
+    gateway = getattr(body, "gateway", None) if group == "payments" else None
+    if gateway is not None and gateway not in settings.payment_gateways:
+        raise ProblemError(E.UNKNOWN_GATEWAY, f"gateway {gateway!r} is not configured here: "
+                           f"one of {', '.join(settings.payment_gateways)}")
     try:
         return await TenantSettings(session).change(
             principal.tenant_id, group, body.model_dump(exclude_unset=True), principal.actor,
@@ -68,14 +79,15 @@ def _add_group(group: str, model: type[BaseModel]) -> None:
 
 
 for _group, _model in (("rewards", RewardsSettings), ("refunds", RefundSettings),
-                       ("withdrawals", WithdrawalSettings), ("events", EventSettings)):
+                       ("withdrawals", WithdrawalSettings), ("events", EventSettings),
+                       ("payments", PaymentSettings)):
     _add_group(_group, _model)
 
 
 @router.get("/v1/settings/audit", summary="Changes to the tenant's settings, newest first (admin)")
 async def list_changes(principal: AdminPrincipal, session: DbSession,
-                       group: Literal["rewards", "refunds", "withdrawals", "events"] | None
-                       = None,
+                       group: Literal["rewards", "refunds", "withdrawals", "events",
+                                      "payments"] | None = None,
                        cursor: str | None = None,
                        limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
     rows = await SettingsAudit(session).newest_first(principal.tenant_id, id_position(cursor),

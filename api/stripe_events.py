@@ -14,6 +14,7 @@ from typing import Any
 
 from contracts.gateway import (
     PAYMENT_CANCELED,
+    PAYMENT_EXPIRED_REASON,
     PAYMENT_FAILED,
     PAYMENT_PENDING,
     PAYMENT_SUCCEEDED,
@@ -28,6 +29,7 @@ from db.gateway_objects import GatewayObjectKind as Kind
 _ID = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 _TYPE = re.compile(r"^[a-z0-9_.]{1,100}\Z")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}\Z")
+SESSION = "checkout.session"
 STRIPE_REFUND_STATUS = {"succeeded": PAYMENT_SUCCEEDED, "failed": PAYMENT_FAILED,
                         "canceled": PAYMENT_FAILED, "pending": PAYMENT_PENDING}
 # event type → (the Stripe object type it carries, our kind, the signal, the status)
@@ -42,7 +44,18 @@ ROUTED: dict[str, tuple[str, Kind, str, str]] = {
     "refund.failed": ("refund", Kind.REFUND, "refund_event", ""),
     "payout.paid": ("payout", Kind.PAYOUT, "payout_event", PAYMENT_SUCCEEDED),
     "payout.failed": ("payout", Kind.PAYOUT, "payout_event", PAYMENT_FAILED),
+    # A Checkout Session (gateway "stripe_checkout") is the flow's payment; completed: its
+    # payment_status says paid, or unpaid until the async payment method settles.
+    "checkout.session.completed": (SESSION, Kind.PAYMENT, "payment_event", ""),
+    "checkout.session.async_payment_succeeded": (SESSION, Kind.PAYMENT, "payment_event",
+                                                 PAYMENT_SUCCEEDED),
+    "checkout.session.async_payment_failed": (SESSION, Kind.PAYMENT, "payment_event",
+                                              PAYMENT_FAILED),
+    "checkout.session.expired": (SESSION, Kind.PAYMENT, "payment_event", PAYMENT_CANCELED),
 }
+# The metadata a Checkout Session gives its PaymentIntent: that intent's events are ignored
+# (the session's events decide, and it is the session the flow recorded).
+SURFACE_KEY, CHECKOUT_SURFACE = "walletflow_surface", "stripe_checkout"
 Signal = PaymentEvent | RefundEvent | PayoutEvent
 
 
@@ -62,6 +75,9 @@ class StripeEvent:
     currency: str | None = None
     signal_name: str = ""
     signal: Signal | None = None
+    gateway: str = "stripe"  # the gateway the object is recorded under (db/gateway_objects.py)
+    note: str | None = None  # why an event of a known type is not acted on
+
 
     def money(self) -> Money | None:
         if self.amount is None or self.currency is None:
@@ -120,25 +136,32 @@ def parse_event(body: bytes) -> StripeEvent:
     flow_id = _field(metadata, "flow_id", "data.object.metadata.", str, required=False) or None
     if flow_id is not None:
         _match(flow_id, _ID, "data.object.metadata.flow_id")
-    amount, currency = _amount(obj)
+    amount, currency = _amount(obj, "amount_total" if stripe_type == SESSION else "amount")
+    if metadata.get(SURFACE_KEY) == CHECKOUT_SURFACE and stripe_type == "payment_intent":
+        return StripeEvent(event_id, event_type, raw, flow_id=flow_id,
+                           note="the payment intent of a Checkout Session: its session's "
+                                "events decide")
     event = StripeEvent(event_id, event_type, raw, kind, object_id, flow_id, amount, currency,
-                        signal_name)
+                        signal_name, gateway=CHECKOUT_SURFACE if stripe_type == SESSION
+                        else "stripe")
     return replace(event, signal=_signal(event, obj, status))
 
 
-def _amount(obj: dict[str, Any]) -> tuple[int | None, str | None]:
+def _amount(obj: dict[str, Any], name: str = "amount") -> tuple[int | None, str | None]:
     where = "data.object."
-    amount = _field(obj, "amount", where, int, required=False)
+    amount = _field(obj, name, where, int, required=False)
     if amount is None:
         return None, None
     if amount < 0:
-        raise MalformedEvent("data.object.amount is negative")
+        raise MalformedEvent(f"data.object.{name} is negative")
     currency = _match(_field(obj, "currency", where, str), _CURRENCY, "data.object.currency")
     return amount, currency.upper()
 
 
 def _signal(event: StripeEvent, obj: dict[str, Any], status: str) -> Signal:
     where = "data.object."
+    if event.gateway == CHECKOUT_SURFACE:
+        return _session_signal(event, obj, status)
     if event.kind is Kind.PAYMENT:
         error = _field(obj, "last_payment_error", where, dict, required=False) or {}
         reason = _field(error, "code", where + "last_payment_error.", str, required=False)
@@ -151,3 +174,16 @@ def _signal(event: StripeEvent, obj: dict[str, Any], status: str) -> Signal:
                            STRIPE_REFUND_STATUS.get(state, PAYMENT_PENDING), reason)
     reason = _field(obj, "failure_code", where, str, required=False)
     return PayoutEvent(event.id, event.object_id, status, reason)
+
+
+def _session_signal(event: StripeEvent, obj: dict[str, Any], status: str) -> PaymentEvent:
+    """A Checkout Session's event: completed and paid (or nothing to pay) → succeeded,
+    completed but unpaid → pending (its async_payment_* event decides)."""
+    where = "data.object."
+    paid = _field(obj, "payment_status", where, str)
+    if not status:
+        status = PAYMENT_SUCCEEDED if paid in ("paid", "no_payment_required") else PAYMENT_PENDING
+    reason = {PAYMENT_FAILED: "async_payment_failed",
+              PAYMENT_CANCELED: PAYMENT_EXPIRED_REASON}.get(status)
+    money = event.money() if event.currency in CURRENCY_EXPONENTS else None
+    return PaymentEvent(event.id, event.object_id, status, money, reason)

@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from api.deps import AppSettings, ClientPrincipal, DbSession, Temporal, json_body, openapi_body
 from api.errors import ProblemError
 from api.flowstart import Answer, FlowStart, FlowStarter, start_flow
-from api.schemas import TopUpCreate, money
+from api.gateway_choice import choose_gateway, payment_answer
+from api.schemas import TopUpCreate, money, return_urls
 from api.users import known_user
 from contracts.errors import ErrorCode as E
 from contracts.gateway import CheckoutInfo
@@ -40,7 +41,8 @@ def _amounts(settings: Settings, body: TopUpCreate) -> tuple[Money, Money]:
     return charge, charge
 
 
-def _answer(inp: TopUpInput, checkout: CheckoutInfo | None, state: str) -> dict[str, Any]:
+def _answer(inp: TopUpInput, checkout: CheckoutInfo | None, state: str,
+            settings: Settings | None = None) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "flow_id": inp.flow_id,
         "kind": "topup",
@@ -55,9 +57,11 @@ def _answer(inp: TopUpInput, checkout: CheckoutInfo | None, state: str) -> dict[
     if inp.package:
         answer["package"] = inp.package
     if checkout is not None:
-        answer["payment"] = {"gateway": checkout.gateway, "payment_id": checkout.payment_id,
-                             "client_secret": checkout.client_secret,
-                             "checkout_url": checkout.checkout_url}
+        answer["payment"] = ({"gateway": checkout.gateway, "payment_id": checkout.payment_id,
+                              "client_secret": checkout.client_secret,
+                              "checkout_url": checkout.checkout_url} if settings is None else
+                             payment_answer(settings, checkout, inp.charge,
+                                            f"/v1/topups/{inp.flow_id}/verify"))
         answer["expires_at"] = checkout.expires_at
     return answer
 
@@ -69,15 +73,20 @@ async def create_topup(request: Request, principal: ClientPrincipal,
                        session: DbSession, temporal: Temporal,
                        settings: AppSettings) -> JSONResponse:
     charge, credit = _amounts(settings, body)
+    gateway = choose_gateway(settings, principal, body.gateway)
+    success_url, cancel_url = return_urls(body.success_url, body.cancel_url,
+                                          settings.walletflow_env == "production",
+                                          principal.settings)
     await known_user(session, principal, body.user_id)
 
     def make_input(flow_id: str) -> TopUpInput:
         return TopUpInput(tenant_id=principal.tenant_id, user_id=body.user_id, flow_id=flow_id,
                           charge=charge, credit=credit, package=body.package,
-                          expires_in_seconds=settings.topup_expiry_seconds)
+                          expires_in_seconds=settings.topup_expiry_seconds, gateway=gateway,
+                          success_url=success_url, cancel_url=cancel_url)
 
     async def answer(flow_id: str, checkout: CheckoutInfo) -> Answer:
-        return Answer(201, _answer(make_input(flow_id), checkout, "awaiting_payment"))
+        return Answer(201, _answer(make_input(flow_id), checkout, "awaiting_payment", settings))
 
     return await start_flow(FlowStarter(request, session, principal, temporal, settings), FlowStart(
         kind="topup", user_id=body.user_id, request=body.model_dump(),

@@ -65,6 +65,17 @@ class AmountView(BaseModel):
     currency: str
 
 
+class RazorpayCheckoutView(BaseModel):
+    """What Razorpay's checkout.js is opened with; its handler's answer goes to verify_url."""
+
+    key_id: str
+    order_id: str
+    amount: int = Field(description="minor units (paise), as checkout.js takes it")
+    currency: str
+    display_amount: Dec
+    verify_url: str | None = None
+
+
 class PaymentView(BaseModel):
     """What the payer needs to pay at the gateway."""
 
@@ -72,6 +83,7 @@ class PaymentView(BaseModel):
     payment_id: str
     client_secret: str | None = None
     checkout_url: str | None = None
+    razorpay: RazorpayCheckoutView | None = None
 
 
 class PartsView(BaseModel):

@@ -6,7 +6,8 @@ outcome; then the flow is signalled with the event id (the workflow deduplicates
 Forged or stale deliveries get 400 and are not stored; signed but malformed ones get 400
 ``malformed_payload`` and are stored; events that name another flow or amount than the stored
 object's are acknowledged as ``ignored_mismatch`` and never signalled; events for unknown or
-finished flows are acknowledged and recorded."""
+finished flows are acknowledged and recorded. A Checkout Session (gateway ``stripe_checkout``)
+is routed by the session's id; the events of its PaymentIntent are recorded as ``ignored``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppSettings, DbSession, RawBody, Temporal
 from api.errors import ProblemError, problem
+from api.payees import account_status, record_account_update
 from api.stripe_events import MalformedEvent, StripeEvent, parse_event
 from contracts.errors import ErrorCode as E
 from contracts.money import CURRENCY_EXPONENTS
@@ -63,7 +65,8 @@ async def _route(session: AsyncSession, event: StripeEvent) -> tuple[str | None,
         return None, None
     if event.currency is not None and event.currency not in CURRENCY_EXPONENTS:
         return None, f"currency {event.currency} is not one this service uses"
-    stored = await GatewayObjectRepository(session).find(SOURCE, event.kind, event.object_id)
+    stored = await GatewayObjectRepository(session).find(event.gateway, event.kind,
+                                                         event.object_id)
     if stored is None:
         return event.flow_id, None
     if event.flow_id is not None and event.flow_id != stored.flow_id:
@@ -93,8 +96,11 @@ async def stripe_webhook(body: Annotated[bytes, Depends(verified_stripe_body)],
                          session: DbSession, temporal: Temporal) -> JSONResponse:
     try:
         event = parse_event(body)
+        account = account_status(event)  # account.updated (Connect): the payee's status
     except MalformedEvent as e:
         return await _refuse_malformed(session, body, str(e))
+    if account is not None:
+        return JSONResponse(await record_account_update(session, event, *account))
     return JSONResponse(await _decide(session, temporal, event))
 
 
@@ -113,7 +119,7 @@ async def _decide(session: AsyncSession, temporal: Client,
         await events.mark(SOURCE, event.id, "ignored_mismatch", False, mismatch)
         return {"received": True, "outcome": "ignored_mismatch", "detail": mismatch}
     if event.signal is None or not flow_id:
-        await events.mark(SOURCE, event.id, "ignored", False)
+        await events.mark(SOURCE, event.id, "ignored", False, event.note)
         return {"received": True, "outcome": "ignored"}
 
     handle = temporal.get_workflow_handle(flow_id)

@@ -24,13 +24,16 @@ from api.errors import ProblemError
 from api.flows import flow_status, status_of
 from api.flowstart import Answer, FlowStart, FlowStarter, refusal, start_flow
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, by_time, next_page, time_position
+from api.payees import ACCOUNT_ID
 from api.schemas import DecisionBody, WithdrawalCreate, money
 from api.views import FlowStatusView
 from contracts.errors import ErrorCode as E
+from contracts.gateway import PAYOUT_PROVIDED
 from contracts.money import Money, format_amount
 from contracts.settings import amount_setting, approval_window
 from contracts.withdrawal import WithdrawalInput
 from db.ledger import LedgerRepository
+from db.payees import Payee, PayeeRepository
 from db.tenants import Principal, TenantRepository
 from db.withdrawals import WithdrawalQueries
 from workflows.withdrawal import WithdrawalWorkflow
@@ -58,17 +61,46 @@ async def _check_amount(session: AsyncSession, principal: Principal,
                            f"available {Money(available, body.currency)}")
 
 
+def _check_payee(body: WithdrawalCreate, payee: Payee | None) -> None:
+    """A provider pays out by the method; a bank_transfer goes to the user's onboarded payout
+    account (``api/payees.py``), never to bank details sent here."""
+    if body.method not in PAYOUT_PROVIDED:
+        raise ProblemError(E.GATEWAY_REFUSED,
+                           f"no payout provider is configured for method {body.method!r}; "
+                           f"withdrawals can be paid by {', '.join(PAYOUT_PROVIDED)}")
+    onboard = (f"POST /v1/users/{body.user_id}/payout-account and complete Stripe's "
+               "onboarding")
+    if body.destination is not None and not ACCOUNT_ID.match(body.destination):
+        raise ProblemError(E.VALIDATION_ERROR,
+                           "bank details are not accepted: a bank_transfer is paid to the user's "
+                           "payout account; leave destination out (or name that account, "
+                           f"acct_…); to set one up, {onboard}")
+    if payee is None:
+        raise ProblemError(E.ACCOUNT_MISSING,
+                           f"user {body.user_id!r} has no payout account: {onboard}")
+    if body.destination is not None and body.destination != payee.account_id:
+        raise ProblemError(E.VALIDATION_ERROR,
+                           "destination names another account than the user's payout account")
+    if not payee.payouts_enabled:
+        due = ", ".join(payee.requirements_due) or "nothing listed"
+        raise ProblemError(E.ACCOUNT_MISSING,
+                           f"payout account {payee.account_id} cannot receive payouts yet "
+                           f"(Stripe still needs: {due}): {onboard}")
+
+
 async def _input(session: AsyncSession, principal: Principal, body: WithdrawalCreate,
-                 amount: Money) -> Any:
-    """flow id → the workflow's input (limits and admins as of the request)."""
+                 amount: Money, payee: Payee | None) -> Any:
+    """flow id → the workflow's input (limits and admins as of the request; the destination:
+    the user's payout account, never bank details)."""
     two_admins = _limit(principal.settings, "two_admin_threshold", body.currency)
     window = approval_window(principal.settings)
     admins = await TenantRepository(session).admins(principal.tenant_id)
+    destination = payee.account_id if payee is not None else ""
 
     def make_input(flow_id: str) -> WithdrawalInput:
         return WithdrawalInput(
             tenant_id=principal.tenant_id, flow_id=flow_id, user_id=body.user_id, amount=amount,
-            method=body.method, destination=body.destination, requested_by=principal.actor,
+            method=body.method, destination=destination, requested_by=principal.actor,
             approvals_required=2 if two_admins is not None and amount.amount >= two_admins
             else 1, admins=admins, approval_window_seconds=window,
             daily_max=_limit(principal.settings, "daily_max", body.currency))
@@ -90,7 +122,8 @@ async def create_withdrawal(request: Request, principal: ClientPrincipal,
                             session: DbSession, temporal: Temporal,
                             settings: AppSettings) -> JSONResponse:
     amount = money(body.amount, body.currency)
-    make_input = await _input(session, principal, body, amount)
+    payee = await PayeeRepository(session).get(principal.tenant_id, body.user_id)
+    make_input = await _input(session, principal, body, amount, payee)
 
     def view(flow_id: str, state: str) -> dict[str, Any]:
         return {"flow_id": flow_id, "user_id": body.user_id,
@@ -102,13 +135,14 @@ async def create_withdrawal(request: Request, principal: ClientPrincipal,
     async def record(flow_id: str) -> None:
         await WithdrawalQueries(session).create(
             principal.tenant_id, flow_id, body.user_id, amount.amount, amount.currency,
-            body.method, body.destination, principal.actor)
+            body.method, make_input(flow_id).destination, principal.actor)
 
     async def answer(flow_id: str, state: str) -> Answer:
         return await _outcome(temporal, flow_id, state, view(flow_id, state))
 
     async def validate() -> None:
         await _check_amount(session, principal, body, amount)
+        _check_payee(body, payee)
 
     return await start_flow(FlowStarter(request, session, principal, temporal, settings), FlowStart(
         kind="withdrawal", user_id=body.user_id, request=body.model_dump(),

@@ -45,6 +45,10 @@ class BenchConfig:
     pgbench_scale: int
     keep_postgres: bool
     warmup: int = 3
+    mixed_seconds: float = 30.0  # each open-loop window of part m
+    stack: str = "file"  # the Temporal dev server: file (as scripts/dev.py), file-plain, memory
+    mixed_variant: str = ""  # part m: "K=V,…" → an A/B of that change instead of the search
+    mixed_rate: float = 0.0  # part m's A/B: offered flows/s (0: half the floor)
 
     @property
     def label(self) -> str:

@@ -34,8 +34,9 @@ from bench.common import (
 from db.engine import create_engine, embedded_postgres_url, session_factory
 from db.maintenance import create_database, drop_database, server_version
 from db.migrate import upgrade_async
+from devstack import sqlite_args
 from settings import Settings
-from temporal_client import dev_server_args
+from temporal_client import data_converter, dev_server_args
 from tests.support import LiveServer
 from worker import build_gateways, build_worker
 
@@ -119,15 +120,30 @@ async def start_database(stack: AsyncExitStack, cfg: BenchConfig, name: str) -> 
     return admin_url, db_url
 
 
-async def start_temporal(stack: AsyncExitStack) -> WorkflowEnvironment:
-    log("starting the Temporal dev server …")
+async def start_temporal(stack: AsyncExitStack, cfg: BenchConfig, run_id: str
+                         ) -> WorkflowEnvironment:
+    """The Temporal dev server: in memory (as the tests), or file-backed as scripts/dev.py
+    starts it (``file``: with devstack's SQLite pragmas; ``file-plain``: without). Its client
+    encrypts payloads as the API's and the worker's do."""
+    log(f"starting the Temporal dev server ({cfg.stack}) …")
+    db_file = STATE_DIR / f"temporal-{run_id}.db" if cfg.stack != "memory" else None
+    pragmas = sqlite_args() if cfg.stack == "file" else []
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
         dev_server_startup_timeout=timedelta(seconds=90),
-        dev_server_extra_args=dev_server_args(),
+        dev_server_extra_args=[*dev_server_args(), *pragmas],
+        dev_server_database_filename=str(db_file) if db_file else None,
+        data_converter=data_converter(Settings()),
     )
+    if db_file:
+        stack.callback(remove_files, db_file)
     stack.push_async_callback(env.shutdown)
     return env
+
+
+def remove_files(db_file: Path) -> None:
+    for path in db_file.parent.glob(db_file.name + "*"):  # with -wal and -shm
+        path.unlink(missing_ok=True)
 
 
 async def start_standin(stack: AsyncExitStack) -> LiveServer:
@@ -160,7 +176,7 @@ async def start_stack(stack: AsyncExitStack, cfg: BenchConfig) -> Stack:
     started = time.perf_counter()
     name = f"walletflow_bench_{run_id}"
     admin_url, db_url = await start_database(stack, cfg, name)
-    env = await start_temporal(stack)
+    env = await start_temporal(stack, cfg, run_id)
     temporal_address = env.client.service_client.config.target_host
     standin = await start_standin(stack)
 
@@ -180,4 +196,4 @@ async def start_stack(stack: AsyncExitStack, cfg: BenchConfig) -> Stack:
         f"Temporal {temporal_address}, stand-in {standin.url}, API {api.url}")
     return Stack(run_id, admin_url, db_url, env, temporal_address, standin, api, engine,
                  sessions, http, ctl, meta={"postgres_version": pg_version,
-                                            "database": name})
+                                            "database": name, "temporal_stack": cfg.stack})

@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     INVALID_PERIOD = "invalid_period"
     INVALID_CURSOR = "invalid_cursor"
     UNKNOWN_PACKAGE = "unknown_package"
+    UNKNOWN_GATEWAY = "unknown_gateway"  # not a gateway this service is configured with
     URL_NOT_ALLOWED = "url_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"

@@ -10,6 +10,9 @@ PAYMENT_SUCCEEDED = "succeeded"
 PAYMENT_FAILED = "failed"
 PAYMENT_PENDING = "pending"
 PAYMENT_CANCELED = "canceled"
+# A canceled payment's failure_reason when the gateway let it expire (a Checkout Session): the
+# flow ends "expired", as when its own expiry comes first.
+PAYMENT_EXPIRED_REASON = "expired"
 CREATE_PAYMENT = "gateway.create_payment"
 RETRIEVE_PAYMENT = "gateway.retrieve_payment"
 CANCEL_PAYMENT = "gateway.cancel_payment"
@@ -18,6 +21,9 @@ RETRIEVE_REFUND = "gateway.retrieve_refund"
 CREATE_PAYOUT = "gateway.create_payout"
 RETRIEVE_PAYOUT = "gateway.retrieve_payout"
 PAYOUT_METHODS = ("bank_transfer", "mobile_money", "paypal", "crypto")
+# The methods a payout provider serves (activities/gateways/payouts.py), and which one; a
+# withdrawal by another method is refused at request time.
+PAYOUT_PROVIDED = {"bank_transfer": "stripe_connect"}
 
 
 @dataclass
@@ -28,6 +34,13 @@ class CreatePaymentRequest:
     description: str
     idempotency_key: str  # derived from the flow id: retries reuse it
     gateway: str = "stripe"
+    # A hosted checkout (gateway "stripe_checkout"): the flow's expiry (unix seconds) and its
+    # window (so its start is expires_at - expires_in_seconds), where the payer returns to;
+    # None: the gateway's defaults.
+    expires_at: int | None = None
+    expires_in_seconds: int | None = None
+    success_url: str | None = None
+    cancel_url: str | None = None
 
 
 @dataclass

@@ -23,6 +23,9 @@ class OrderPaymentInput:
     points: int = 0  # PTS held from the user's points (points)
     expires_in_seconds: int = 1800
     gateway: str = "stripe"
+    # a hosted checkout's return URLs (gateway "stripe_checkout"); None: the gateway's defaults
+    success_url: str | None = None
+    cancel_url: str | None = None
 
 
 @dataclass

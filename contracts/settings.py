@@ -19,13 +19,15 @@ from typing import Any
 from contracts.money import CURRENCY_EXPONENTS, MoneyError, format_amount, parse_amount
 from contracts.rewards import TIERS, rewards_policy
 
-GROUPS = ("rewards", "refunds", "withdrawals", "events")
+GROUPS = ("rewards", "refunds", "withdrawals", "events", "payments")
 AMOUNT_MAPS = {"refunds": ("approval_threshold",),
                "withdrawals": ("per_request_max", "daily_max", "two_admin_threshold")}
 DEFAULT_APPROVAL_WINDOW = 72 * 3600
 MIN_APPROVAL_WINDOW, MAX_APPROVAL_WINDOW = 60, 366 * 86400
 MAX_COUNT = 10**12  # tier thresholds (points)
 _RATE = re.compile(r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$")
+_GATEWAY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+DEFAULT_GATEWAY = "stripe"
 
 
 class SettingsError(ValueError):
@@ -91,6 +93,25 @@ def _tier_bonus(name: str, value: object) -> dict[str, str]:
     return {t: _rate(f"{name}.{t}", v) for t, v in value.items()}
 
 
+def _gateway_name(name: str, value: object) -> str:
+    """A gateway's name; whether it is configured is the service's to check (the API)."""
+    if not isinstance(value, str) or not _GATEWAY.match(value):
+        raise SettingsError(f"{name} must be a gateway name like \"stripe\" or \"razorpay\"")
+    return value
+
+
+_RETURN_URL = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]+(?:[/?#]\S*)?\Z")
+CHECKOUT_URLS = ("checkout_success_url", "checkout_cancel_url")
+
+
+def _return_url(name: str, value: object) -> str:
+    """Where a hosted checkout returns the payer: an absolute http(s) URL ("{flow_id}" is
+    replaced by the flow's id); https only in production (checked by ``change``)."""
+    if not isinstance(value, str) or len(value) > 2000 or not _RETURN_URL.match(value):
+        raise SettingsError(f"{name} must be an absolute https URL")
+    return value
+
+
 _FIELDS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
     "rewards": {"cashback_rate": _rate, "min_confidence": _rate,
                 "return_window_seconds": _integer(0, 366 * 86400),
@@ -101,6 +122,8 @@ _FIELDS: dict[str, dict[str, Callable[[str, Any], Any]]] = {
                     "two_admin_threshold": _amounts,
                     "approval_window_seconds": _integer(MIN_APPROVAL_WINDOW, MAX_APPROVAL_WINDOW)},
     "events": {"development": _flag},
+    "payments": {"gateway": _gateway_name, "checkout_success_url": _return_url,
+                 "checkout_cancel_url": _return_url},
 }
 
 
@@ -132,6 +155,9 @@ def change(group: str, settings: dict[str, Any], changes: object,
             section.pop(name, None)
         else:
             section[name] = rules[name](name, value)
+    if production and group == "payments" and any(
+            str(section.get(u, "")).startswith("http://") for u in CHECKOUT_URLS):
+        raise SettingsError("checkout return URLs must be https in production")
     if production and section.get("development"):
         raise SettingsError("development mode (local receivers, plain http) is not available "
                             "in production")
@@ -152,6 +178,9 @@ def view(group: str, settings: dict[str, Any]) -> dict[str, Any]:
     section = _section(settings, group)
     if group == "events":
         return {"development": section.get("development") is True}
+    if group == "payments":
+        return {"gateway": default_gateway(settings),
+                **{u: section.get(u) for u in CHECKOUT_URLS}}
     shown: dict[str, Any] = {name: {str(c): str(v) for c, v in (section.get(name) or {}).items()}
                              for name in AMOUNT_MAPS[group]}
     if group == "withdrawals":
@@ -170,3 +199,14 @@ def approval_window(settings: dict[str, Any]) -> int:
     """How long a withdrawal waits for its admins, in seconds."""
     return int(_section(settings, "withdrawals").get("approval_window_seconds",
                                                      DEFAULT_APPROVAL_WINDOW))
+
+
+def default_gateway(settings: dict[str, Any]) -> str:
+    """The gateway a tenant's payments go through when a request names none."""
+    return str(_section(settings, "payments").get("gateway") or DEFAULT_GATEWAY)
+
+
+def checkout_return_urls(settings: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The tenant's default return URLs for a hosted checkout (success, cancel); None: unset."""
+    section = _section(settings, "payments")
+    return section.get("checkout_success_url"), section.get("checkout_cancel_url")

@@ -17,6 +17,9 @@ class TopUpInput:
     package: str | None = None
     expires_in_seconds: int = 1800
     gateway: str = "stripe"
+    # a hosted checkout's return URLs (gateway "stripe_checkout"); None: the gateway's defaults
+    success_url: str | None = None
+    cancel_url: str | None = None
 
 
 @dataclass

@@ -61,3 +61,9 @@ class GatewayObjectRepository:
             return None
         return GatewayObject(row.tenant_id, gateway, kind, object_id, row.flow_id,
                              Money(int(row.amount), row.currency))
+
+    async def gateway_of(self, kind: GatewayObjectKind, object_id: str) -> str | None:
+        """Which gateway holds the object a flow created (its ids do not say)."""
+        return (await self.session.execute(
+            text("SELECT gateway FROM gateway_objects WHERE kind = :k AND object_id = :o "
+                 "LIMIT 1"), {"k": kind.value, "o": object_id})).scalar_one_or_none()

@@ -11,6 +11,9 @@ builds one app from a `StandinConfig`.
   to their final states, inject faults (`faults`), inspect stats, the call log, events and
   deliveries, re-sign or re-deliver events (`control`).
 * ``/checkout/{id}`` is a tiny hosted "payment page" for humans in the dev stack (`checkout`).
+* ``/v1/checkout/sessions`` (create, retrieve, expire, list): hosted Checkout Sessions, their
+  page at ``/c/pay/{id}``, their expiry and their ``/_standin/checkout_sessions`` control routes
+  (`checkout_sessions`).
 
 All state belongs to the app instance made by `create_app` (a `service.Standin` holding a
 `store.Store`); two apps never share anything."""
@@ -24,8 +27,10 @@ from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stripe_standin.checkout import checkout_routes
+from stripe_standin.checkout import checkout_routes, session_page_routes
+from stripe_standin.checkout_sessions import checkout_session_routes
 from stripe_standin.config import StandinConfig
+from stripe_standin.connect_routes import connect_control_routes
 from stripe_standin.control import control_routes
 from stripe_standin.service import Standin
 from stripe_standin.stripe_api import stripe_routes
@@ -69,7 +74,10 @@ def create_app(config: StandinConfig) -> FastAPI:
                   redoc_url=None, openapi_url="/_standin/openapi.json")
     app.state.standin = svc
     app.add_middleware(RequestIdMiddleware)
+    sessions = checkout_session_routes(app, svc)  # before the /v1 catch-all
     stripe_routes(app, svc)
     control_routes(app, svc)
+    connect_control_routes(app, svc)
     checkout_routes(app, svc)
+    session_page_routes(app, sessions)
     return app

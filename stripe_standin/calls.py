@@ -19,8 +19,18 @@ LIST = "payment_intents.list"
 REFUND_LIST = "refunds.list"
 PAYOUT_LIST = "payouts.list"
 WEBHOOK = "webhook"
-API_OPERATIONS = (CREATE, RETRIEVE, CANCEL, REFUND_CREATE, REFUND_RETRIEVE, PAYOUT_CREATE,
-                  PAYOUT_RETRIEVE, LIST, REFUND_LIST, PAYOUT_LIST)
+SESSION_CREATE = "checkout.sessions.create"
+SESSION_RETRIEVE = "checkout.sessions.retrieve"
+SESSION_EXPIRE = "checkout.sessions.expire"
+SESSION_LIST = "checkout.sessions.list"
+API_OPERATIONS: tuple[str, ...] = (
+    CREATE, RETRIEVE, CANCEL, REFUND_CREATE, REFUND_RETRIEVE, PAYOUT_CREATE, PAYOUT_RETRIEVE, LIST,
+    REFUND_LIST, PAYOUT_LIST, SESSION_CREATE, SESSION_RETRIEVE, SESSION_EXPIRE, SESSION_LIST)
+# Connect's operations (stripe_standin/connect_ops.py)
+ACCOUNT_OPERATIONS = ("accounts.create", "accounts.retrieve", "accounts.list",
+                      "account_links.create", "transfers.create", "transfers.retrieve",
+                      "balance.retrieve")
+API_OPERATIONS += ACCOUNT_OPERATIONS
 
 Counters = dict[str, dict[str, int]]
 

@@ -1,5 +1,8 @@
 """The hosted "payment page" for humans in the dev stack: ``/`` lists payments, ``/checkout/{id}``
-shows one with Pay and Decline buttons that succeed or fail it like the control API does."""
+shows one with Pay and Decline buttons that succeed or fail it like the control API does;
+``/c/pay/{cs_id}`` is a Checkout Session's hosted page (its ``url``): Pay completes it and
+returns the payer to its success URL, Decline leaves it open (as Stripe does: the payer may try
+again), Cancel returns to its cancel URL (the session stays open until it expires)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ import html
 from typing import Literal
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from stripe_standin.checkout_sessions import Sessions
 from stripe_standin.service import Standin
 from stripe_standin.wire import JSON, StandinError, format_amount
 
@@ -80,3 +84,48 @@ def checkout_routes(app: FastAPI, svc: Standin) -> None:
     @app.post("/checkout/{pi_id}/decline", response_class=HTMLResponse)
     async def decline(pi_id: str) -> HTMLResponse:
         return await _act(svc, pi_id, "fail")
+
+
+def _session_page(session: JSON, note: str = "") -> HTMLResponse:
+    sid = html.escape(session["id"])
+    buttons = ""
+    if session["status"] == "open":
+        buttons = "".join(
+            f"<form method='post' action='/c/pay/{sid}/{action}' style='display:inline'>"
+            f"<button type='submit'>{label}</button></form>"
+            for action, label in (("pay", "Pay"), ("decline", "Decline"), ("cancel", "Cancel")))
+    amount = html.escape(format_amount(session["amount_total"], session["currency"]))
+    return _page("Checkout", (
+        f"<h1>Pay {amount}</h1>{note}<p>Checkout Session <code>{sid}</code>: status "
+        f"<strong>{html.escape(session['status'])}</strong> "
+        f"({html.escape(session['payment_status'])})</p>{buttons}"))
+
+
+def session_page_routes(app: FastAPI, sessions: Sessions) -> None:
+    """Register ``/c/pay/{cs_id}`` (the session's ``url``) and its buttons."""
+    store = sessions.svc.store
+
+    def missing(cs_id: str) -> HTMLResponse:
+        return _page("Not found", f"<h1>No such session: {html.escape(cs_id)}</h1>", 404)
+
+    @app.get("/c/pay/{cs_id}", response_class=HTMLResponse)
+    async def session_page(cs_id: str) -> HTMLResponse:
+        session = store.checkout_sessions.get(cs_id)
+        return missing(cs_id) if session is None else _session_page(session)
+
+    @app.post("/c/pay/{cs_id}/{action}")
+    async def session_action(cs_id: str, action: Literal["pay", "decline", "cancel"]) -> Response:
+        session = store.checkout_sessions.get(cs_id)
+        if session is None:
+            return missing(cs_id)
+        if action == "decline" and session["status"] == "open":
+            return _session_page(session, "<p><strong>Your card was declined.</strong></p>")
+        if action == "cancel" and session["status"] == "open":
+            return RedirectResponse(session["cancel_url"] or session["success_url"], 303)
+        try:
+            done = (await sessions.transition(cs_id, "pay"))["checkout_session"]
+        except StandinError as e:
+            return _page("Not possible", f"<h1>Not possible</h1><p>{html.escape(e.message)}</p>",
+                         e.status)
+        return RedirectResponse(
+            done["success_url"].replace("{CHECKOUT_SESSION_ID}", done["id"]), 303)

@@ -24,7 +24,12 @@ class FaultSpec(BaseModel):
     operation: Literal["payment_intents.create", "payment_intents.retrieve",
                        "payment_intents.cancel", "refunds.create", "refunds.retrieve",
                        "payouts.create", "payouts.retrieve", "payment_intents.list",
-                       "refunds.list", "payouts.list", "webhook"]
+                       "refunds.list", "payouts.list", "webhook",
+                       "accounts.create", "accounts.retrieve", "accounts.list",
+                       "account_links.create", "transfers.create", "transfers.retrieve",
+                       "balance.retrieve", "checkout.sessions.create",
+                       "checkout.sessions.retrieve", "checkout.sessions.expire",
+                       "checkout.sessions.list"]
     mode: Literal["error_500", "error_400", "timeout", "delay", "drop", "duplicate"]
     count: int = Field(1, ge=1)
     delay_seconds: float = Field(5.0, ge=0, le=600)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from stripe_standin import payment_intents, payouts, refunds
+from stripe_standin import connect, payment_intents, payouts, refunds
 from stripe_standin.calls import CallLog
 from stripe_standin.config import StandinConfig
 from stripe_standin.faults import Faults
@@ -184,8 +184,9 @@ class Standin:
         """Resolve a pending payout (the caller holds the lock) and record its events:
         payout.updated + payout.paid, or payout.updated + payout.failed."""
         payout = payouts.resolve(self.store, po_id, outcome)
-        return [self.record_event("payout.updated", payout),
-                self.record_event(f"payout.{outcome}", payout)]
+        account = connect.account_of_payout(self.store, po_id)  # a connected account's: Connect
+        return [connect.with_account(self.record_event("payout.updated", payout), account),
+                connect.with_account(self.record_event(f"payout.{outcome}", payout), account)]
 
     async def resolve_payout(self, po_id: str, outcome: Literal["paid", "failed"]) -> JSON:
         async with self.lock:

@@ -14,6 +14,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from stripe_standin.params import fingerprint
 from stripe_standin.wire import API_VERSION, JSON, StandinError, new_id, now
@@ -85,6 +86,8 @@ class Store:
         self.payment_intents: dict[str, JSON] = {}
         self.refunds: dict[str, JSON] = {}
         self.payouts: dict[str, JSON] = {}
+        self.checkout_sessions: dict[str, JSON] = {}  # `checkout_sessions.py`
+        self.connect: dict[str, dict[str, Any]] = {}  # Connect's objects: `connect.py`
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.events: dict[str, StoredEvent] = {}
         self.state_file = Path(state_file) if state_file else None
@@ -105,6 +108,8 @@ class Store:
             self.payment_intents = dict(state["payment_intents"])
             self.refunds = dict(state.get("refunds", {}))  # absent in files from before refunds
             self.payouts = dict(state.get("payouts", {}))  # absent in files from before payouts
+            self.checkout_sessions = dict(state.get("checkout_sessions", {}))  # likewise
+            self.connect = dict(state.get("connect", {}))  # absent in files from before Connect
             horizon = now() - IDEMPOTENCY_TTL_SECONDS
             self.idempotency = {key: IdempotencyRecord(**record)
                                 for key, record in state["idempotency"].items()
@@ -121,6 +126,8 @@ class Store:
             "payment_intents": self.payment_intents,
             "refunds": self.refunds,
             "payouts": self.payouts,
+            "checkout_sessions": self.checkout_sessions,
+            "connect": self.connect,
             "idempotency": {key: asdict(record) for key, record in self.idempotency.items()},
             "events": [e.to_json() for e in self.events.values()],
         }

@@ -29,6 +29,7 @@ from stripe_standin.calls import (
     REFUND_RETRIEVE,
     RETRIEVE,
 )
+from stripe_standin.connect_ops import ConnectOps
 from stripe_standin.faults import FaultSpec
 from stripe_standin.listing import list_objects
 from stripe_standin.params import parse_params
@@ -111,6 +112,7 @@ async def api_call(svc: Standin, request: Request, operation: str, execute: Exec
     key = request.headers.get("idempotency-key") if request.method == "POST" else None
     svc.calls.count(operation, flow_id)
     entry = svc.calls.log_call(operation, key, flow_id, request.state.request_id)
+    entry["stripe_account"] = request.headers.get("stripe-account")  # Connect
     response = await _counted_call(svc, request, operation, execute, params, flow_id, key, entry)
     entry["status_code"] = response.status_code
     entry["replayed"] = response.headers.get("Idempotent-Replayed") == "true"
@@ -207,12 +209,17 @@ def stripe_routes(app: FastAPI, svc: Standin) -> None:
 
     @app.post("/v1/payouts")
     async def create_payout(request: Request) -> Response:
-        return await api_call(svc, request, PAYOUT_CREATE, svc.create_payout)
+        account = request.headers.get("stripe-account")  # Connect: a connected account's
+        return await api_call(svc, request, PAYOUT_CREATE, ConnectOps(svc).create_payout(
+            account) if account else svc.create_payout)
 
     @app.get("/v1/payouts/{po_id}")
     async def retrieve_payout(request: Request, po_id: str) -> Response:
-        return await api_call(svc, request, PAYOUT_RETRIEVE, svc.retrieve_payout(po_id),
-                              lambda _: svc.payout_flow_id(po_id))
+        return await api_call(svc, request, PAYOUT_RETRIEVE, ConnectOps(svc).retrieve_payout(
+            request.headers.get("stripe-account"), po_id), lambda _: svc.payout_flow_id(po_id))
+
+    from stripe_standin.connect_routes import connect_api_routes  # it imports this module
+    connect_api_routes(app, svc)
 
     list_routes(app, svc)
 
@@ -245,5 +252,5 @@ def list_routes(app: FastAPI, svc: Standin) -> None:
 
     @app.get("/v1/payouts")
     async def list_payouts(request: Request) -> Response:
-        return await api_call(svc, request, PAYOUT_LIST, lister(
-            lambda: svc.store.payouts, "/v1/payouts", "payout"), lambda _: None)
+        return await api_call(svc, request, PAYOUT_LIST, ConnectOps(svc).list_payouts(
+            request.headers.get("stripe-account")), lambda _: None)

@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WEBHOOK_SECRET = "whsec_test_" + secrets.token_hex(8)
 STRIPE_KEY = "sk_test_walletflow"
+RAZORPAY_KEY_ID, RAZORPAY_KEY_SECRET = "rzp_test_walletflow", "rzp_secret_" + secrets.token_hex(8)
+RAZORPAY_WEBHOOK_SECRET = "rzp_whsec_" + secrets.token_hex(8)
+RAZORPAY_URL: list[str] = []  # the session's Razorpay stand-in, once started
 TASK_QUEUE = "walletflow-tests"
 
 
@@ -116,6 +119,21 @@ async def standin() -> AsyncIterator[LiveServer]:
     await server.stop()
 
 
+@pytest.fixture(scope="session")
+async def razorpay_standin() -> AsyncIterator[LiveServer]:
+    """The Razorpay stand-in; the API's webhook URL is set by the ``api`` fixture."""
+    from razorpay_standin import RazorpayStandinConfig
+    from razorpay_standin import create_app as create_razorpay
+
+    server = LiveServer(create_razorpay(RazorpayStandinConfig(
+        key_id=RAZORPAY_KEY_ID, key_secret=RAZORPAY_KEY_SECRET,
+        webhook_secret=RAZORPAY_WEBHOOK_SECRET, webhook_retry_delays=(0.2, 0.5, 1.0, 2.0))))
+    await server.start()
+    RAZORPAY_URL[:] = [server.url]
+    yield server
+    await server.stop()
+
+
 def make_settings(database_url: str, temporal_address: str, standin_url: str, **overrides: object
                   ) -> Settings:
     values: dict[str, object] = dict(
@@ -128,12 +146,18 @@ def make_settings(database_url: str, temporal_address: str, standin_url: str, **
         # tiny limits where it means to).
         rate_limit_default="10000/second",
     )
+    if RAZORPAY_URL:  # Razorpay configured against its stand-in
+        values.update(razorpay_key_id=RAZORPAY_KEY_ID, razorpay_key_secret=RAZORPAY_KEY_SECRET,
+                      razorpay_webhook_secret=RAZORPAY_WEBHOOK_SECRET,
+                      razorpay_api_base=RAZORPAY_URL[0], razorpay_checkout_base=RAZORPAY_URL[0],
+                      razorpay_timeout_seconds=2.0)
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, temporal_address: str, standin: LiveServer) -> Settings:
+def settings(database_url: str, temporal_address: str, standin: LiveServer,
+             razorpay_standin: LiveServer) -> Settings:
     return make_settings(database_url, temporal_address, standin.url)
 
 
@@ -141,8 +165,8 @@ ApiFactory = Callable[..., Awaitable[LiveServer]]
 
 
 @pytest.fixture(scope="session")
-async def start_api(database_url: str, temporal_address: str, standin: LiveServer
-                    ) -> AsyncIterator[ApiFactory]:
+async def start_api(database_url: str, temporal_address: str, standin: LiveServer,
+                    razorpay_standin: LiveServer) -> AsyncIterator[ApiFactory]:
     """Start an extra API server with settings overrides (another task queue, short expiry)."""
     servers: list[LiveServer] = []
 
@@ -159,11 +183,17 @@ async def start_api(database_url: str, temporal_address: str, standin: LiveServe
 
 
 @pytest.fixture(scope="session")
-async def api(start_api: ApiFactory, standin: LiveServer) -> LiveServer:
+async def api(start_api: ApiFactory, standin: LiveServer,
+              razorpay_standin: LiveServer) -> LiveServer:
     server = await start_api()
     async with httpx.AsyncClient(base_url=standin.url) as c:
         r = await c.put("/_standin/config", json={
             "webhook_url": f"{server.url}/v1/webhooks/stripe", "webhook_secrets": [WEBHOOK_SECRET]})
+        r.raise_for_status()
+    async with httpx.AsyncClient(base_url=razorpay_standin.url) as c:
+        r = await c.put("/_standin/config", json={
+            "webhook_url": f"{server.url}/v1/webhooks/razorpay",
+            "webhook_secret": RAZORPAY_WEBHOOK_SECRET})
         r.raise_for_status()
     return server
 

@@ -218,10 +218,16 @@ async def drive_donation(c: Ctx, t: Tenant) -> str:
     return started(await donate(c.http, t, "sweep-camp", "sweep-donation", "25.50"))
 
 
+async def prepare_withdrawal(c: Ctx, t: Tenant) -> None:
+    from tests.test_withdrawals import onboard
+
+    await _fund(c, t, 10000)
+    await onboard(c.http, c.stripe, t, t.user_id)
+
+
 async def drive_withdrawal(c: Ctx, t: Tenant) -> str:
-    flow_id = started(await c.http.post("/v1/withdrawals", json={
-        "user_id": t.user_id, "amount": "25.00", "currency": "EUR", "method": "paypal",
-        "destination": "user1@example.com"},
+    flow_id = started(await c.http.post("/v1/withdrawals", json={  # to the payout account
+        "user_id": t.user_id, "amount": "25.00", "currency": "EUR", "method": "bank_transfer"},
         headers={**t.client, "Idempotency-Key": "sweep-withdrawal"}))
 
     async def state() -> str:  # the flow's own state: a decision before it waits is ignored
@@ -269,8 +275,8 @@ KINDS = [
     Kind("refund_card", drive_refund_card, "refunded", 0, ("refunds.create",),
          prepare_card_order),
     Kind("donation", drive_donation, "completed", 2450, (), prepare_campaign),
-    Kind("withdrawal", drive_withdrawal, "paid", 7500, ("payouts.create",),
-         lambda c, t: _fund(c, t, 10000)),
+    Kind("withdrawal", drive_withdrawal, "paid", 7500, ("transfers.create", "payouts.create"),
+         prepare_withdrawal),
     Kind("purchase", drive_purchase, "available", 1000, (), prepare_purchase),
 ]
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("contracts", "workflows", "activities", "api", "db", "stripe_standin", "bench")
+PACKAGES = ("contracts", "workflows", "activities", "api", "db", "stripe_standin",
+            "razorpay_standin", "bench")
 MODULES = ("worker.py", "dispatcher.py", "cli_ops.py", "settings.py", "cli.py", "devstack.py",
            "cli_reconcile.py", "schedules.py", "temporal_client.py", "observability.py",
            "faultpoints.py", "payload_codec.py", "cli_settings.py")

@@ -27,6 +27,7 @@ from tests.support import (
     wait_state,
 )
 from tests.test_webhooks import paid_but_undelivered, signed
+from tests.test_withdrawals import onboard
 from worker import build_gateways
 
 
@@ -171,8 +172,9 @@ async def test_each_created_object_is_recorded_once_and_routes_its_events(
     refund_req = CreateRefundRequest(tenant.id, flow, payments[0].payment_id, Money(300, "EUR"),
                                      f"{flow}:refund")
     refund = [await run(gateway_activities.create_refund, refund_req) for _ in range(2)][0]
-    payout_req = PayoutRequest(tenant.id, flow, Money(250, "EUR"), "bank_transfer",
-                               "DE89370400440532013000", f"{flow}:payout")
+    account = await onboard(http, stripe_ctl, tenant)  # a payout goes to the payee's account
+    payout_req = PayoutRequest(tenant.id, flow, Money(250, "EUR"), "bank_transfer", account,
+                               f"{flow}:payout")
     payout = [await run(gateway_activities.create_payout, payout_req) for _ in range(2)][0]
     assert await stored(sessions, flow) == [
         ("payment", payments[0].payment_id, 700, "EUR"),

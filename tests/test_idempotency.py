@@ -12,7 +12,7 @@ from tests.support import Tenant, balances, count_rows, tenant_transfers, topup,
 from tests.test_donations import campaign, donate
 from tests.test_orders import fund
 from tests.test_refunds import paid_order, refund
-from tests.test_withdrawals import withdraw
+from tests.test_withdrawals import onboard, withdraw
 
 
 async def test_concurrent_duplicates_get_one_first_answer(http, stripe_ctl, sessions,
@@ -84,9 +84,10 @@ async def test_nothing_left_to_refund_is_one_rule(http, sessions, tenant) -> Non
     assert (r.status_code, r.json()["code"]) == (409, "not_refundable"), r.text
 
 
-async def test_a_withdrawal_replays_before_the_balance_is_checked(http, sessions,
+async def test_a_withdrawal_replays_before_the_balance_is_checked(http, stripe_ctl, sessions,
                                                                   tenant: Tenant) -> None:
     await fund(sessions, tenant, 3000)
+    await onboard(http, stripe_ctl, tenant)
     w1 = await withdraw(http, tenant, "w1", amount="30.00")
     assert w1.status_code == 202, w1.text
     again = await withdraw(http, tenant, "w1", amount="30.00")  # the funds are now held

@@ -8,15 +8,17 @@ from datetime import UTC, datetime, timedelta
 from tests.support import balances
 from tests.test_orders import fund
 from tests.test_purchase_window import outcome_of, skipping  # noqa: F401 - the shared fixture
+from tests.test_withdrawals import onboard
 
 
 async def test_undecided_withdrawal_expires_after_72_hours(skipping, sessions,  # noqa: F811
-                                                           tenant) -> None:
-    env, http = skipping
+                                                           http, stripe_ctl, tenant) -> None:
     await fund(sessions, tenant, 10000)
+    await onboard(http, stripe_ctl, tenant)  # through the session's API (its webhooks)
+    env, http = skipping
     r = await http.post("/v1/withdrawals", json={
-        "user_id": "user-1", "amount": "40.00", "currency": "EUR", "method": "crypto",
-        "destination": "bc1qexample"}, headers={**tenant.client, "Idempotency-Key": "exp-1"})
+        "user_id": "user-1", "amount": "40.00", "currency": "EUR", "method": "bank_transfer"},
+        headers={**tenant.client, "Idempotency-Key": "exp-1"})
     assert r.json()["state"] == "awaiting_approval", r.text
     assert (await balances(http, tenant))[("user_wallet", "EUR")]["available"] == "60.00"
     assert await outcome_of(env, r.json()["flow_id"]) == "expired"

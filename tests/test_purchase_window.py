@@ -12,7 +12,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from temporal_client import data_converter
+from temporal_client import data_converter, register_search_attributes
 from tests.shops import Shop, connect_shop, shopify_order, woo_order
 from tests.support import Tenant, count_rows, eventually
 from worker import build_gateways, build_worker
@@ -25,6 +25,7 @@ async def skipping(sessions, settings, start_api):
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"),
         data_converter=data_converter(settings))  # the API's: encrypted payloads
+    await register_search_attributes(env.client)  # the dev server is started with them
     queue = f"walletflow-skip-{secrets.token_hex(4)}"
     gateways = build_gateways(settings)
     api = await start_api(temporal_address=env.client.service_client.config.target_host,

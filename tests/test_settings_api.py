@@ -25,7 +25,7 @@ from contracts.withdrawal import WithdrawalInput
 from tests.support import Tenant, count_rows, create_tenant
 from tests.test_orders import fund
 from tests.test_refunds import paid_order, refund
-from tests.test_withdrawals import withdraw
+from tests.test_withdrawals import onboard, withdraw
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = ("rewards", "refunds", "withdrawals", "events")
@@ -124,9 +124,10 @@ async def test_only_admins_read_or_change_settings(http, tenant) -> None:
     assert await get(http, tenant, "events") == {"development": False}
 
 
-async def test_withdrawal_settings_apply_to_the_next_withdrawal(http, sessions, temporal_env,
-                                                                tenant) -> None:
+async def test_withdrawal_settings_apply_to_the_next_withdrawal(http, stripe_ctl, sessions,
+                                                                temporal_env, tenant) -> None:
     await fund(sessions, tenant, 10000)
+    await onboard(http, stripe_ctl, tenant)
     assert (await withdraw(http, tenant, "before", amount="30.00")).status_code == 202
     r = await put(http, tenant, "withdrawals", {"per_request_max": {"EUR": "20.00"}})
     assert r.status_code == 200, r.text

@@ -32,10 +32,35 @@ async def key(sessions, tenant: Tenant, actor: str, scopes: list[str]) -> dict:
     return {"Authorization": f"Bearer {k}"}
 
 
+async def payout_account(http, tenant: Tenant, user_id: str = "user-1") -> dict:
+    r = await http.get(f"/v1/users/{user_id}/payout-account", headers=tenant.client)
+    return r.json() if r.status_code == 200 else {}
+
+
+async def onboard(http, stripe_ctl, tenant: Tenant, user_id: str = "user-1") -> str:
+    """The user's payout account (a connected account), onboarded as its owner would (the
+    stand-in's control route in place of Stripe's hosted page); its ``account.updated``
+    webhook enables payouts here."""
+    r = await http.post("/v1/users", json={"user_id": user_id}, headers=tenant.client)
+    assert r.status_code in (200, 201), r.text
+    r = await http.post(f"/v1/users/{user_id}/payout-account", headers=tenant.client, json={
+        "return_url": "https://app.example/payouts/done",
+        "refresh_url": "https://app.example/payouts/again"})
+    assert r.status_code in (200, 201), r.text
+    account = r.json()["account_id"]
+    if not r.json()["payouts_enabled"]:
+        done = await stripe_ctl.post(f"/_standin/accounts/{account}/complete_onboarding")
+        assert done.status_code == 200, done.text
+        await eventually(lambda: payout_account(http, tenant, user_id),
+                         lambda a: a.get("payouts_enabled") is True, within=30)
+    return account
+
+
 async def withdraw(http, tenant: Tenant, k: str, amount: str = "30.00", headers=None,
                    **extra) -> object:
+    """A bank_transfer to the user's payout account (``onboard`` it first): no bank details."""
     body = {"user_id": "user-1", "amount": amount, "currency": "EUR",
-            "method": "bank_transfer", "destination": "DE89370400440532013000", **extra}
+            "method": "bank_transfer", **extra}
     return await http.post("/v1/withdrawals", json=body,
                            headers={**(headers or tenant.client), "Idempotency-Key": k})
 
@@ -64,6 +89,7 @@ def wallet(b: dict) -> tuple[str, str, str]:
 
 async def test_approved_withdrawal_is_paid_out(http, stripe_ctl, sessions, tenant) -> None:
     await fund(sessions, tenant, 10000)
+    account = await onboard(http, stripe_ctl, tenant)
     r = await withdraw(http, tenant, "w-1")
     assert (r.status_code, r.json()["state"]) == (202, "awaiting_approval"), r.text
     flow_id = r.json()["flow_id"]
@@ -75,7 +101,11 @@ async def test_approved_withdrawal_is_paid_out(http, stripe_ctl, sessions, tenan
                         headers=tenant.admin)
     assert (r.status_code, r.json()["decision"]) == (200, "approved"), r.text
     payout = await payout_of(stripe_ctl, flow_id)
-    assert (payout["amount"], payout["metadata"]["payout_method"]) == (3000, "bank_transfer")
+    assert (payout["amount"], payout["metadata"]) == (3000, {"flow_id": flow_id,
+                                                             "tenant_id": tenant.id})
+    [transfer] = (await stripe_ctl.get("/_standin/transfers", params={"flow_id": flow_id})
+                  ).json()["data"]
+    assert (transfer["destination"], transfer["amount"]) == (account, 3000)
     await stripe_ctl.post(f"/_standin/payouts/{payout['id']}/paid")
     s = await wait_state(http, tenant, flow_id, "paid")
     assert "admin-alice approved" in s["details"]["decisions"]
@@ -87,6 +117,7 @@ async def test_approved_withdrawal_is_paid_out(http, stripe_ctl, sessions, tenan
 async def test_rejected_and_failed_payouts_release_the_funds(http, stripe_ctl, sessions,
                                                              tenant) -> None:
     await fund(sessions, tenant, 10000)
+    await onboard(http, stripe_ctl, tenant)
     r = await withdraw(http, tenant, "w-2")
     flow_id = r.json()["flow_id"]
     await http.post(f"/v1/withdrawals/{flow_id}/reject", json={"reason": "kyc"},
@@ -105,8 +136,10 @@ async def test_rejected_and_failed_payouts_release_the_funds(http, stripe_ctl, s
     assert wallet(await balances(http, tenant)) == ("100.00", "0.00", "100.00")
 
 
-async def test_no_decision_within_the_window_expires(http, sessions, tenant) -> None:
+async def test_no_decision_within_the_window_expires(http, stripe_ctl, sessions,
+                                                     tenant) -> None:
     await fund(sessions, tenant, 10000)
+    await onboard(http, stripe_ctl, tenant)
     await settings(sessions, tenant, approval_window_seconds=2)
     # principal settings are read per request, so the new window applies now
     r = await withdraw(http, tenant, "w-4")
@@ -114,9 +147,10 @@ async def test_no_decision_within_the_window_expires(http, sessions, tenant) -> 
     assert wallet(await balances(http, tenant)) == ("100.00", "0.00", "100.00")
 
 
-async def test_maker_checker_two_admins_above_threshold(http, temporal_env, sessions,
-                                                        tenant) -> None:
+async def test_maker_checker_two_admins_above_threshold(http, stripe_ctl, temporal_env,
+                                                        sessions, tenant) -> None:
     await fund(sessions, tenant, 100000)
+    await onboard(http, stripe_ctl, tenant)
     await settings(sessions, tenant, two_admin_threshold={"EUR": "500.00"})
     bob = await key(sessions, tenant, "admin-bob", ["admin"])
     carol = await key(sessions, tenant, "carol", ["client", "admin"])
@@ -150,6 +184,7 @@ async def test_maker_checker_two_admins_above_threshold(http, temporal_env, sess
 async def test_the_cli_approves(http, stripe_ctl, sessions, database_url, temporal_address,
                                 tenant) -> None:
     await fund(sessions, tenant, 10000)
+    await onboard(http, stripe_ctl, tenant)
     r = await withdraw(http, tenant, "w-6")
     flow_id = r.json()["flow_id"]
     env = {**os.environ, "DATABASE_URL": database_url, "TEMPORAL_ADDRESS": temporal_address}
@@ -171,8 +206,9 @@ async def test_the_cli_approves(http, stripe_ctl, sessions, database_url, tempor
     await wait_state(http, tenant, flow_id, "paying_out")
 
 
-async def test_bad_withdrawals_hold_nothing(http, sessions, tenant) -> None:
+async def test_bad_withdrawals_hold_nothing(http, stripe_ctl, sessions, tenant) -> None:
     await fund(sessions, tenant, 10000)
+    await onboard(http, stripe_ctl, tenant)
     await settings(sessions, tenant, per_request_max={"EUR": "150.00"},
                    daily_max={"EUR": "60.00"})
     cases = [
@@ -182,6 +218,9 @@ async def test_bad_withdrawals_hold_nothing(http, sessions, tenant) -> None:
         ({"amount": "-1.00"}, 422, "invalid_amount"),
         ({"amount": "1.001"}, 422, "invalid_amount"),
         ({"method": "carrier_pigeon"}, 422, "validation_error"),
+        ({"destination": "DE89370400440532013000"}, 422, "validation_error"),  # bank details
+        ({"destination": "acct_someoneelse"}, 422, "validation_error"),
+        ({"method": "paypal", "destination": "user1@example.com"}, 422, "gateway_refused"),
     ]
     for i, (extra, status, code) in enumerate(cases):
         r = await withdraw(http, tenant, f"bad-{i}", **extra)

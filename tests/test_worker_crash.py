@@ -22,6 +22,7 @@ from contracts.ledger import AccountRef
 from db.ledger import LedgerRepository
 from tests.conftest import STRIPE_KEY, WEBHOOK_SECRET
 from tests.support import balances, count_rows, eventually, tenant_transfers, topup, wait_state
+from tests.test_withdrawals import onboard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,9 +170,10 @@ async def test_killed_after_approval_before_payout(crash_setup, stripe_ctl, sess
     client, worker = crash_setup
     worker.ensure_running()
     await fund(sessions, tenant, 10000)
+    await onboard(client, stripe_ctl, tenant, tenant.user_id)  # the payee's Stripe account
     r = await client.post("/v1/withdrawals", json={
         "user_id": tenant.user_id, "amount": "25.00", "currency": "EUR",
-        "method": "paypal", "destination": "user1@example.com"},
+        "method": "bank_transfer"},
         headers={**tenant.client, "Idempotency-Key": "crash-withdrawal"})
     assert r.json()["state"] == "awaiting_approval", r.text
     flow_id = r.json()["flow_id"]

@@ -5,6 +5,7 @@ signal and `temporal workflow signal` all mean the same."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from temporalio import workflow
@@ -13,13 +14,17 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from contracts.approvals import ApprovalDecision, DecisionRecord
     from contracts.errors import ErrorCode, Failure
+    from workflows import console
     from workflows.trail import FlowTrail
 
 
 class Approvals:
-    def __init__(self, admins: list[str], requester: str, required: int, what: str) -> None:
+    def __init__(self, admins: list[str], requester: str, required: int, what: str,
+                 trail: FlowTrail | None = None) -> None:
+        """``trail``: shown, while the flow waits, who may decide and what to send."""
         self.admins, self.requester = admins, requester
         self.required, self.what = required, what
+        self.trail = trail
         self.open = False  # the flow sets it while it waits for decisions
         self.decisions: list[DecisionRecord] = []
         self.ignored: list[str] = []
@@ -65,17 +70,41 @@ class Approvals:
     async def wait(self, window_seconds: int) -> Failure | None:
         """Open for decisions until they are done or the window closes: None when approved,
         else why not (expired, or rejected by whom)."""
-        self.open = True
+        self._waiting(True)
         try:
             await workflow.wait_condition(lambda: self.done,
                                           timeout=timedelta(seconds=window_seconds))
         except TimeoutError:
             return Failure(ErrorCode.EXPIRED, "no decision within the approval window")
         finally:
-            self.open = False
+            self._waiting(False)
         if self.rejection:
             return Failure(ErrorCode.REJECTED, self.rejection)
         return None
+
+    def _waiting(self, is_open: bool) -> None:
+        self.open = is_open
+        if self.trail is not None:
+            self.trail.waiting = self.console if is_open else None
+            self.trail.publish()
+
+    def console(self) -> str:
+        """What the flow waits for, for the Temporal UI: who may still decide, and the exact
+        JSON of the `decision` signal that approves (or rejects) it."""
+        deciders = [a for a in self.admins if a != self.requester
+                    and all(d.admin != a for d in self.decisions)]
+        admin = deciders[0] if deciders else "<admin>"
+        n = len(self.decisions) + 1
+        approve = {"admin": admin, "approve": True, "decision_id": f"{admin}-{n}",
+                   "reason": "checked"}
+        reject = {**approve, "approve": False, "reason": "why it is rejected"}
+        return (f"{self.required - self.approvals} more admin approval(s) of this {self.what} "
+                f"({self.approvals} of {self.required} so far). May decide: "
+                f"{', '.join(f'`{a}`' for a in deciders) or 'no admin left'} (never the "
+                f"requester `{self.requester}`).\n\nSend the signal `decision` (Temporal UI: "
+                f"Send a Signal) with\n\n`{json.dumps(approve)}`\n\nto approve, or "
+                f"`{json.dumps(reject)}` to reject; the API's approve/reject and `walletflow "
+                f"approve` do the same.")
 
     @property
     def approvals(self) -> int:
@@ -122,7 +151,7 @@ class ApprovalMessages:
     _approvals: Approvals | None
     _trail: FlowTrail
 
-    @workflow.update(name="decide")
+    @workflow.update(name="decide", description=console.DECIDE)
     async def decide(self, d: ApprovalDecision) -> str:
         """Approve or reject (API: the admin is the admin key's holder; CLI: the operator)."""
         assert self._approvals is not None
@@ -138,7 +167,7 @@ class ApprovalMessages:
         if refusal:
             raise ApplicationError(refusal.detail, type=refusal.code)
 
-    @workflow.signal(name="decision")
+    @workflow.signal(name="decision", description=console.DECISION)
     def decision(self, d: ApprovalDecision) -> None:
         """The same decision from the Temporal UI ("Send a Signal") or `temporal workflow
         signal`: {"admin": "alice", "approve": true, "decision_id": "…", "reason": "…"}.

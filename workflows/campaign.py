@@ -9,7 +9,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from contracts.donation import CampaignInput
-    from workflows import policies
+    from workflows import console, policies
     from workflows.activity_refs import close_campaign
 
 
@@ -29,12 +29,12 @@ class CampaignWorkflow:
             self._closed = "ended"
         return self._closed or "ended"
 
-    @workflow.signal(name="closed")
+    @workflow.signal(name="closed", description=console.CAMPAIGN_CLOSED)
     def closed(self, reason: str) -> None:
         """The donation that reached the target already closed the campaign in the database."""
         if self._closed is None:
             self._closed = reason
 
-    @workflow.query(name="state")
+    @workflow.query(name="state", description=console.CAMPAIGN_STATE)
     def state(self) -> str:
         return self._closed or "open"

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.events import EventOut
     from contracts.flow import FlowStatus
     from contracts.money import format_amount
-    from workflows import policies
+    from workflows import console, policies
     from workflows.activity_refs import award_donation_points, emit_event, transfer_donation
     from workflows.trail import FlowTrail, failure_of
 
@@ -49,7 +49,7 @@ class DonationWorkflow:
         self._trail.end("completed")
         return DonationResult("completed", points=points, campaign_closed=moved.campaign_closed)
 
-    @workflow.query(name="status")
+    @workflow.query(name="status", description=console.STATUS)
     def status(self) -> FlowStatus:
         inp = self._input
         assert inp is not None

@@ -12,13 +12,13 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from contracts.errors import ErrorCode, Failure
     from contracts.flow import FlowStatus
-    from contracts.gateway import PAYMENT_SUCCEEDED, CreatePaymentRequest, PaymentEvent
+    from contracts.gateway import PAYMENT_SUCCEEDED, PaymentEvent
     from contracts.ledger import PostTransfersRequest, ResolveTransfersRequest
     from contracts.money import Money, format_amount
     from contracts.order import OrderPaymentInput, OrderStatusUpdate, OrderView
     from workflows import activity_refs as act
-    from workflows import policies
-    from workflows.payment import PaymentTrack
+    from workflows import console, policies
+    from workflows.payment import PaymentTrack, payment_request
     from workflows.trail import FlowTrail, failure_of
     from workflows.transfers import order_card_capture, order_holds
 
@@ -66,12 +66,9 @@ class OrderPaymentWorkflow:
         """The card part: paid (None), or why not. An unpaid card payment is cancelled so it
         can no longer be paid; if it was paid meanwhile, the order goes on."""
         try:
-            payment = await workflow.execute_activity(act.create_payment, CreatePaymentRequest(
-                tenant_id=inp.tenant_id, flow_id=inp.flow_id,
-                amount=Money(inp.card_amount, inp.amount.currency),
-                description=f"walletflow order {inp.order_id}",
-                idempotency_key=f"{inp.flow_id}:create-payment", gateway=inp.gateway),
-                **policies.GATEWAY)
+            payment = await workflow.execute_activity(act.create_payment, payment_request(
+                inp, Money(inp.card_amount, inp.amount.currency),
+                f"walletflow order {inp.order_id}"), **policies.GATEWAY)
         except ActivityError as e:
             return failure_of(e, ErrorCode.GATEWAY_REFUSED, "card payment could not be created")
         self._card.created(payment)
@@ -121,12 +118,12 @@ class OrderPaymentWorkflow:
 
     # -- messages ---------------------------------------------------------------------------
 
-    @workflow.signal(name="payment_event")
+    @workflow.signal(name="payment_event", description=console.PAYMENT_EVENT)
     def payment_event(self, event: PaymentEvent) -> None:
         """The card part's gateway webhook; deduplicated on the event id."""
         self._card.receive(event)
 
-    @workflow.update(name="outcome")
+    @workflow.update(name="outcome", description=console.OUTCOME)
     async def outcome(self) -> OrderView:
         """Waits until the order is paid or failed, or its card part awaits the customer."""
         await workflow.wait_condition(lambda: self._trail.state in (*DONE, "awaiting_payment"))
@@ -137,7 +134,7 @@ class OrderPaymentWorkflow:
                          self._card.checkout(self._input.flow_id, self._expires_at)
                          if awaiting else None, error_code=self._trail.error_code)
 
-    @workflow.query(name="status")
+    @workflow.query(name="status", description=console.STATUS)
     def status(self) -> FlowStatus:
         inp = self._input
         assert inp is not None

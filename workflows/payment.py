@@ -11,16 +11,33 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contracts.errors import ErrorCode, Failure
     from contracts.gateway import (
+        PAYMENT_EXPIRED_REASON,
         PAYMENT_SUCCEEDED,
         CheckoutInfo,
+        CreatePaymentRequest,
         GatewayPayment,
         PaymentEvent,
         PaymentRef,
     )
+    from contracts.money import Money
+    from contracts.order import OrderPaymentInput
+    from contracts.topup import TopUpInput
     from workflows import policies
     from workflows.activity_refs import cancel_payment, retrieve_payment
     from workflows.gateway_events import GatewayEvents, GatewayWord, gateway_word
     from workflows.trail import FlowTrail
+
+
+def payment_request(inp: TopUpInput | OrderPaymentInput, amount: Money,
+                    description: str) -> CreatePaymentRequest:
+    """The flow's gateway payment, created now: it can be paid until the flow's expiry (a
+    hosted checkout is told so, with the return URLs the flow was given)."""
+    expires_at = workflow.now() + timedelta(seconds=inp.expires_in_seconds)
+    return CreatePaymentRequest(
+        tenant_id=inp.tenant_id, flow_id=inp.flow_id, amount=amount, description=description,
+        idempotency_key=f"{inp.flow_id}:create-payment", gateway=inp.gateway,
+        expires_at=int(expires_at.timestamp()), expires_in_seconds=inp.expires_in_seconds,
+        success_url=inp.success_url, cancel_url=inp.cancel_url)
 
 
 class PaymentTrack:
@@ -67,9 +84,10 @@ class PaymentTrack:
 
     def refusal(self, what: str, expired: str, asked: bool = False) -> Failure:
         """Why an unpaid payment is not paid: the gateway's decisive webhook (unless ``asked``:
-        the deadline came first), else no payment before the expiry."""
+        the deadline came first, or the gateway let it expire), else no payment before the
+        expiry."""
         decisive = self.events.decisive
-        if decisive is None or asked:
+        if decisive is None or asked or decisive.failure_reason == PAYMENT_EXPIRED_REASON:
             return Failure(ErrorCode.EXPIRED, expired)
         return Failure(ErrorCode.PAYMENT_FAILED, f"{what} {decisive.status}: "
                        f"{decisive.failure_reason or decisive.status}")

@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.purchase import PurchaseEvaluation, PurchaseInput, PurchaseStep, StoreEvent
     from contracts.rewards import cashback_for, points_for
     from workflows import activity_refs as act
-    from workflows import policies
+    from workflows import console, policies
     from workflows.trail import FlowTrail
 
 
@@ -98,7 +98,7 @@ class PurchaseCreditWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
 
-    @workflow.signal(name="store_event")
+    @workflow.signal(name="store_event", description=console.STORE_EVENT)
     def store_event(self, event: StoreEvent) -> None:
         """A cancellation or refund reported by the store; deduplicated on the event id. After
         the cashback became available (or was reversed) it is recorded and changes nothing."""
@@ -110,7 +110,7 @@ class PurchaseCreditWorkflow:
             return
         self._events.append(event)
 
-    @workflow.query(name="status")
+    @workflow.query(name="status", description=console.STATUS)
     def status(self) -> FlowStatus:
         inp = self._input
         assert inp is not None

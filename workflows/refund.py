@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.money import Money, format_amount
     from contracts.refund import RefundInput, RefundPlan, RefundReservation, RefundSettlement
     from workflows import activity_refs as act
-    from workflows import policies
+    from workflows import console, policies
     from workflows.approvals import ApprovalMessages, Approvals, ending
     from workflows.cashback import claw_back
     from workflows.gateway_events import GatewayEvents, gateway_word
@@ -45,7 +45,7 @@ class RefundWorkflow(ApprovalMessages):
     @workflow.run
     async def run(self, inp: RefundInput) -> str:
         self._input = inp
-        self._approvals = Approvals(inp.admins, inp.requested_by, 1, "refund")
+        self._approvals = Approvals(inp.admins, inp.requested_by, 1, "refund", self._trail)
         self._trail.step("requested")
         early = inp.needs_approval and workflow.patched("reserve-before-approval")
         if inp.needs_approval and not early and (failure := await self._approve(inp)):
@@ -121,17 +121,17 @@ class RefundWorkflow(ApprovalMessages):
         await workflow.wait_condition(workflow.all_handlers_finished)
         return state
 
-    @workflow.signal(name="refund_event")
+    @workflow.signal(name="refund_event", description=console.REFUND_EVENT)
     def refund_event(self, event: RefundEvent) -> None:
         self._events.receive(event)
 
-    @workflow.update(name="outcome")
+    @workflow.update(name="outcome", description=console.OUTCOME)
     async def outcome(self) -> str:
         """Waits until the refund is done, refused, or waiting for an approval or the gateway."""
         await workflow.wait_condition(lambda: self._trail.state in ANSWERED)
         return self._trail.state
 
-    @workflow.query(name="status")
+    @workflow.query(name="status", description=console.STATUS)
     def status(self) -> FlowStatus:
         inp = self._input
         assert inp is not None

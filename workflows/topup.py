@@ -14,7 +14,6 @@ with workflow.unsafe.imports_passed_through():
     from contracts.gateway import (
         PAYMENT_SUCCEEDED,
         CheckoutInfo,
-        CreatePaymentRequest,
         GatewayPayment,
         PaymentEvent,
     )
@@ -22,8 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from contracts.money import format_amount
     from contracts.topup import TopUpInput, TopUpResult
     from workflows import activity_refs as act
-    from workflows import policies
-    from workflows.payment import PaymentTrack
+    from workflows import console, policies
+    from workflows.payment import PaymentTrack, payment_request
     from workflows.trail import FlowTrail, failure_of
     from workflows.transfers import topup_credit
 
@@ -78,11 +77,8 @@ class TopUpWorkflow:
         # A local activity: it runs inside the first workflow task, so the checkout answer
         # needs no activity round trip through the server (measured in bench/). Retries
         # reuse the Stripe idempotency key, so a re-execution creates nothing twice.
-        return await workflow.execute_local_activity(act.create_payment, CreatePaymentRequest(
-            tenant_id=inp.tenant_id, flow_id=inp.flow_id, amount=inp.charge,
-            description=f"walletflow top-up {inp.flow_id}",
-            idempotency_key=f"{inp.flow_id}:create-payment", gateway=inp.gateway,
-        ), **policies.GATEWAY)
+        return await workflow.execute_local_activity(act.create_payment, payment_request(
+            inp, inp.charge, f"walletflow top-up {inp.flow_id}"), **policies.GATEWAY)
 
     def _event_out(self, state: str, error: str | None) -> EventOut:
         assert self._input is not None
@@ -114,12 +110,12 @@ class TopUpWorkflow:
 
     # -- messages ---------------------------------------------------------------------------
 
-    @workflow.signal(name="payment_event")
+    @workflow.signal(name="payment_event", description=console.PAYMENT_EVENT)
     def payment_event(self, event: PaymentEvent) -> None:
         """A verified gateway webhook. At-least-once: deduplicated on the event id."""
         self._card.receive(event)
 
-    @workflow.update(name="checkout")
+    @workflow.update(name="checkout", description=console.CHECKOUT)
     async def checkout(self) -> CheckoutInfo:
         """What the client needs to pay; waits until the gateway payment exists."""
         await workflow.wait_condition(
@@ -130,7 +126,7 @@ class TopUpWorkflow:
         assert self._input is not None
         return self._card.checkout(self._input.flow_id, self._expires_at)
 
-    @workflow.query(name="status")
+    @workflow.query(name="status", description=console.STATUS)
     def status(self) -> FlowStatus:
         inp = self._input
         assert inp is not None

@@ -1,6 +1,8 @@
 """What a flow reports of itself: its state, why it failed (a typed ``Failure``) and the steps it
-has taken, kept in one place and turned into the ``status`` query's ``FlowStatus``. And
-``failure_of``: an activity's refusal as a ``Failure``. Sandbox-pure."""
+has taken, kept in one place and turned into the ``status`` query's ``FlowStatus``; every change
+is shown to Temporal too (the ``WalletflowState`` search attribute, upserted, and the current
+details the UI shows: what the flow waits for; ``workflows/console.py``). And ``failure_of``: an
+activity's refusal as a ``Failure``. Sandbox-pure."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from contracts.errors import ErrorCode, Failure
 from contracts.flow import FlowStatus, FlowStep
+from workflows import console
 
 
 class FlowInput(Protocol):
@@ -31,19 +34,48 @@ class FlowInput(Protocol):
 class FlowTrail:
     def __init__(self, kind: str, state: str,
                  clock: Callable[[], datetime] | None = None) -> None:
-        """``clock`` defaults to the workflow's deterministic clock (``workflow.now``)."""
-        self.kind, self.state = kind, state
+        """``clock`` defaults to the workflow's deterministic clock (``workflow.now``); a
+        trail given its own clock (a unit test, outside a workflow) tells Temporal nothing."""
+        self.kind, self._state = kind, state
         self.failure: Failure | None = None
         self.steps: list[FlowStep] = []
+        self.ended = False
+        # what the flow waits for, in words, when it knows better than its state (an approval)
+        self.waiting: Callable[[], str] | None = None
         self._clock = clock or workflow.now
+        self._in_workflow = clock is None
+        self._published: str | None = None  # the WalletflowState last upserted
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        self.publish()
 
     def step(self, name: str) -> None:
         self.steps.append(FlowStep(name, self._clock().isoformat()))
+        self.publish()
 
     def end(self, state: str, failure: Failure | None = None) -> None:
         """The final state (and why it is not a success), recorded as the last step."""
-        self.state, self.failure = state, failure
+        self._state, self.failure, self.ended = state, failure, True
         self.step(state)
+
+    def publish(self) -> None:
+        """Tell Temporal: the state as the ``WalletflowState`` search attribute (upserted when
+        it changed; behind a patch, so histories recorded before it replay) and the current
+        details. Never from a query (read-only)."""
+        if not self._in_workflow:
+            return
+        if self._state != self._published and workflow.patched(console.STATE_PATCH):
+            workflow.upsert_search_attributes([console.STATE.value_set(self._state)])
+            self._published = self._state
+        workflow.set_current_details(console.current_details(
+            self.kind, self._state, self.steps[-1].name if self.steps else None,
+            self.waiting() if self.waiting else None, self.ended))
 
     @property
     def error(self) -> str | None:

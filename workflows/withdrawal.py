@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.money import format_amount
     from contracts.withdrawal import WithdrawalInput, WithdrawalStep
     from workflows import activity_refs as act
-    from workflows import policies
+    from workflows import console, policies
     from workflows.approvals import ApprovalMessages, Approvals, ending
     from workflows.gateway_events import GatewayEvents, gateway_word
     from workflows.trail import FlowTrail, failure_of
@@ -43,7 +43,7 @@ class WithdrawalWorkflow(ApprovalMessages):
     async def run(self, inp: WithdrawalInput) -> str:
         self._input = inp
         self._approvals = Approvals(inp.admins, inp.requested_by, inp.approvals_required,
-                                    "withdrawal")
+                                    "withdrawal", self._trail)
         self._trail.step("requested")
         try:
             await workflow.execute_activity(act.hold_withdrawal,
@@ -100,16 +100,16 @@ class WithdrawalWorkflow(ApprovalMessages):
 
     # -- messages (decisions: ApprovalMessages) -----------------------------------------------
 
-    @workflow.signal(name="payout_event")
+    @workflow.signal(name="payout_event", description=console.PAYOUT_EVENT)
     def payout_event(self, event: PayoutEvent) -> None:
         self._events.receive(event)
 
-    @workflow.update(name="outcome")
+    @workflow.update(name="outcome", description=console.OUTCOME)
     async def outcome(self) -> str:
         await workflow.wait_condition(lambda: self._trail.state in ANSWERED)
         return self._trail.state
 
-    @workflow.query(name="status")
+    @workflow.query(name="status", description=console.STATUS)
     def status(self) -> FlowStatus:
         inp = self._input
         assert inp is not None

@@ -8,11 +8,8 @@ from contracts.gateway import (
     CreatePaymentRequest,
     CreateRefundRequest,
     GatewayPayment,
-    GatewayPayout,
     GatewayRefund,
     PaymentRef,
-    PayoutRef,
-    PayoutRequest,
     RefundRef,
 )
 from contracts.reconcile import SeenObject
@@ -38,10 +35,6 @@ class PaymentGateway(Protocol):
     async def create_refund(self, req: CreateRefundRequest) -> GatewayRefund: ...
 
     async def retrieve_refund(self, ref: RefundRef) -> GatewayRefund: ...
-
-    async def create_payout(self, req: PayoutRequest) -> GatewayPayout: ...
-
-    async def retrieve_payout(self, ref: PayoutRef) -> GatewayPayout: ...
 
     async def list_objects(self, kind: str, since: int) -> list[SeenObject]:
         """Every payment, refund or payout (``kind``) created since ``since`` (unix seconds),

@@ -3,12 +3,14 @@ stand-in (`stripe_standin`), so the SDK's real HTTP path is what runs."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import stripe
 
 from activities.gateways import GatewayRefused, GatewayUnavailable
+from activities.gateways.stripe_connect import StripeConnectPayouts, to_payout
 from contracts.gateway import (
     PAYMENT_CANCELED,
     PAYMENT_FAILED,
@@ -20,8 +22,6 @@ from contracts.gateway import (
     GatewayPayout,
     GatewayRefund,
     PaymentRef,
-    PayoutRef,
-    PayoutRequest,
     RefundRef,
 )
 from contracts.money import Money
@@ -36,6 +36,8 @@ _STATUS = {
     "processing": PAYMENT_PENDING,
     "requires_capture": PAYMENT_PENDING,
 }
+# The metadata a Checkout Session gives its PaymentIntent: the session decides, not the intent.
+SURFACE_KEY, CHECKOUT_SURFACE = "walletflow_surface", "stripe_checkout"
 
 
 def payment_status(pi: Any) -> str:
@@ -49,7 +51,11 @@ class StripeGateway:
     name = "stripe"
 
     def __init__(self, api_key: str, api_base: str | None = None,
-                 checkout_base: str | None = None, timeout: float = 10.0):
+                 checkout_base: str | None = None, timeout: float = 10.0,
+                 minimal_params: bool = False):
+        """``minimal_params``: send only what each call needs (no ``description``, no
+        ``automatic_payment_methods``), for Stripe emulators that refuse them."""
+        self.minimal_params = minimal_params
         self._http = stripe.HTTPXClient(timeout=timeout)
         self.client = stripe.StripeClient(
             api_key,
@@ -90,16 +96,16 @@ class StripeGateway:
             raise GatewayUnavailable(f"stripe error: {e}") from e
 
     async def create_payment(self, req: CreatePaymentRequest) -> GatewayPayment:
+        params: Any = {  # the SDK's typed params, built up
+            "amount": req.amount.amount,
+            "currency": req.amount.currency.lower(),
+            "metadata": {"flow_id": req.flow_id, "tenant_id": req.tenant_id},
+        }
+        if not self.minimal_params:
+            params["description"] = req.description
+            params["automatic_payment_methods"] = {"enabled": True}
         pi = await self._call(self.client.v1.payment_intents.create_async(
-            {
-                "amount": req.amount.amount,
-                "currency": req.amount.currency.lower(),
-                "description": req.description,
-                "metadata": {"flow_id": req.flow_id, "tenant_id": req.tenant_id},
-                "automatic_payment_methods": {"enabled": True},
-            },
-            options={"idempotency_key": req.idempotency_key},
-        ))
+            params, options={"idempotency_key": req.idempotency_key}))
         return self._to_payment(pi)
 
     async def retrieve_payment(self, ref: PaymentRef) -> GatewayPayment:
@@ -122,10 +128,22 @@ class StripeGateway:
 
     async def create_refund(self, req: CreateRefundRequest) -> GatewayRefund:
         refund = await self._call(self.client.v1.refunds.create_async(
-            {"payment_intent": req.payment_id, "amount": req.amount.amount,
+            {"payment_intent": await self._payment_intent_of(req.payment_id),
+             "amount": req.amount.amount,
              "metadata": {"flow_id": req.flow_id, "tenant_id": req.tenant_id}},
             options={"idempotency_key": req.idempotency_key}))
         return self._to_refund(refund)
+
+    async def _payment_intent_of(self, payment_id: str) -> str:
+        """The PaymentIntent to refund: the payment itself, or a Checkout Session's (``cs_``)."""
+        if not payment_id.startswith("cs_"):
+            return payment_id
+        session = (await self._call(self.client.v1.checkout.sessions.retrieve_async(
+            payment_id))).to_dict()
+        if not session.get("payment_intent"):
+            raise GatewayRefused(f"checkout session {payment_id} has no payment to refund")
+        pi = session["payment_intent"]
+        return str(pi["id"] if isinstance(pi, dict) else pi)
 
     async def retrieve_refund(self, ref: RefundRef) -> GatewayRefund:
         return self._to_refund(await self._call(self.client.v1.refunds.retrieve_async(
@@ -139,31 +157,23 @@ class StripeGateway:
                              Money(int(r["amount"]), str(r["currency"]).upper()),
                              r.get("failure_reason"))
 
-    async def create_payout(self, req: PayoutRequest) -> GatewayPayout:
-        """A payout; the method (bank transfer, mobile money, PayPal, crypto) and beneficiary
-        travel as attributes the gateway layer carries."""
-        payout = await self._call(self.client.v1.payouts.create_async(
-            {"amount": req.amount.amount, "currency": req.amount.currency.lower(),
-             "description": f"walletflow withdrawal {req.flow_id}",
-             "metadata": {"flow_id": req.flow_id, "tenant_id": req.tenant_id,
-                          "payout_method": req.method, "beneficiary": req.destination}},
-            options={"idempotency_key": req.idempotency_key}))
-        return self._to_payout(payout)
+    @functools.cached_property
+    def connect(self) -> StripeConnectPayouts:
+        """Payouts reach a payee through Stripe Connect, on this client (``stripe_connect.py``;
+        a platform Payout could only pay the platform's own bank account)."""
+        return StripeConnectPayouts(self.client, self._call)
 
-    async def retrieve_payout(self, ref: PayoutRef) -> GatewayPayout:
-        return self._to_payout(await self._call(self.client.v1.payouts.retrieve_async(
-            ref.payout_id)))
+    def payout_providers(self) -> list[StripeConnectPayouts]:
+        return [self.connect]
 
     def _to_payout(self, obj: Any) -> GatewayPayout:
-        p = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-        status = {"paid": PAYMENT_SUCCEEDED, "failed": PAYMENT_FAILED,
-                  "canceled": PAYMENT_FAILED}.get(p["status"], PAYMENT_PENDING)
-        return GatewayPayout(self.name, p["id"], status,
-                             Money(int(p["amount"]), str(p["currency"]).upper()),
-                             p.get("failure_code") or p.get("failure_message"))
+        return to_payout(self.name, obj)
 
     async def list_objects(self, kind: str, since: int) -> list[SeenObject]:
-        """The SDK's list calls (``created[gte]``), page by page (100 a page)."""
+        """The SDK's list calls (``created[gte]``), page by page (100 a page); payouts: each
+        connected account's (Connect)."""
+        if kind == "payout":
+            return await self.connect.list_payouts(since)
         resource: Any = {"payment": self.client.v1.payment_intents,
                          "refund": self.client.v1.refunds,
                          "payout": self.client.v1.payouts}[kind]
@@ -176,6 +186,8 @@ class StripeGateway:
             page = await self._call(resource.list_async(params))
             for obj in page.data:
                 raw = obj.to_dict()
+                if (raw.get("metadata") or {}).get(SURFACE_KEY) == CHECKOUT_SURFACE:
+                    continue  # a Checkout Session's intent: listed as its session
                 known = convert(obj)
                 metadata = raw.get("metadata") or {}
                 seen.append(SeenObject(kind, self.name, raw["id"], known.status, known.amount,
