@@ -127,6 +127,7 @@ def build_worker(client: Client, task_queue: str, sessions: async_sessionmaker[A
             withdrawals.settle,
             gateway.create_payout,
             gateway.retrieve_payout,
+            gateway.reverse_payout,
             gateway.create_refund,
             gateway.retrieve_refund,
             gateway.create_payment,

@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.gateways import GatewayRefused, GatewayUnavailable, PaymentGateway
-from activities.gateways.payouts import PayoutProviders
+from activities.gateways.payouts import NoPayoutProvider, PayoutProviders
 from activities.refusals import refused
 from contracts.errors import ErrorCode
 from contracts.gateway import (
@@ -21,9 +21,12 @@ from contracts.gateway import (
     CREATE_PAYMENT,
     CREATE_PAYOUT,
     CREATE_REFUND,
+    PAYMENT_FAILED,
     RETRIEVE_PAYMENT,
     RETRIEVE_PAYOUT,
     RETRIEVE_REFUND,
+    REVERSAL_NOTHING,
+    REVERSE_PAYOUT,
     CreatePaymentRequest,
     CreateRefundRequest,
     GatewayPayment,
@@ -32,8 +35,11 @@ from contracts.gateway import (
     PaymentRef,
     PayoutRef,
     PayoutRequest,
+    PayoutReversal,
+    PayoutReversalRequest,
     RefundRef,
 )
+from contracts.money import Money
 from db.gateway_objects import GatewayObject, GatewayObjectKind, GatewayObjectRepository
 from db.payees import PayeeRepository
 
@@ -134,6 +140,31 @@ class GatewayActivities:
 
     async def _ask_payout(self, ref: PayoutRef, payee: str) -> GatewayPayout:
         return await self.payouts.named(ref.gateway).retrieve_payout(ref, payee)
+
+    @activity.defn(name=REVERSE_PAYOUT)
+    async def reverse_payout(self, req: PayoutReversalRequest) -> PayoutReversal:
+        """A failed payout's money back from the payee's account to the platform's. A refusal
+        is an answer (status failed), not an error: logged for operations and counted
+        (``walletflow_payout_reversal_failures``); the flow records it and still returns the
+        funds to the wallet. A transient fault is retried."""
+        try:
+            provider = self.payouts.for_method(req.method)
+        except NoPayoutProvider:  # nothing was paid out by this method
+            return PayoutReversal(req.gateway, None, REVERSAL_NOTHING,
+                                  Money(0, req.amount.currency))
+        try:
+            return await self._run(provider.reverse_payout(req))
+        except ApplicationError as e:
+            if e.type != ErrorCode.GATEWAY_REFUSED.value:
+                raise
+            log.error("payout reversal of %s refused, the funds stay with the payee: %s",
+                      req.flow_id, e.message, extra={"flow_id": req.flow_id,
+                                                     "tenant_id": req.tenant_id})
+            activity.metric_meter().create_counter(
+                "walletflow_payout_reversal_failures",
+                "Failed payouts whose transfer could not be reversed").add(1)
+            return PayoutReversal(provider.name, None, PAYMENT_FAILED,
+                                  Money(0, req.amount.currency), e.message)
 
     @activity.defn(name=CANCEL_PAYMENT)
     async def cancel_payment(self, ref: PaymentRef) -> GatewayPayment:

@@ -3,7 +3,6 @@ update with a validator, so the caller — the API or the CLI — gets a clear a
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -32,18 +31,28 @@ def _refused(detail: str, kind: str | None) -> ProblemError:
                         detail)
 
 
+def decision_update_id(admin: str, approve: bool) -> str:
+    """The `decide` update's id (and the decision's), the same for every retry of one admin's
+    decision on one flow: Temporal attaches a retried update to the first (one that timed out
+    here may still land), and the workflow answers a repeat of a recorded decision again
+    (``Approvals.repeats``) instead of refusing it as "already decided"."""
+    return f"decide:{admin}:{'approve' if approve else 'reject'}"
+
+
 async def decide(client: Any, flow_id: str, admin: str, approve: bool, note: str | None) -> str:
-    """Send a decision as ``admin``; a refusal by the workflow's validator becomes 403
-    (requester, not an admin) or 409 (already decided, not waiting)."""
-    decision = ApprovalDecision(admin=admin, approve=approve,
-                                decision_id=f"update-{secrets.token_hex(6)}", reason=note)
+    """Send a decision as ``admin`` (idempotent: the same admin's same decision again answers
+    the same); a refusal by the workflow's validator becomes 403 (requester, not an admin) or
+    409 (decided the other way, not waiting)."""
+    decision_id = decision_update_id(admin, approve)
+    decision = ApprovalDecision(admin=admin, approve=approve, decision_id=decision_id,
+                                reason=note)
     try:
         result: str = await client.get_workflow_handle(flow_id).execute_update(
-            "decide", decision, result_type=str, rpc_timeout=DECIDE_TIMEOUT)
+            "decide", decision, id=decision_id, result_type=str, rpc_timeout=DECIDE_TIMEOUT)
         return result
     except WorkflowUpdateRPCTimeoutOrCancelledError as e:
         raise ProblemError(E.TEMPORAL_UNAVAILABLE, "the decision was not confirmed in time; "
-                           "ask for the flow's status, or try again") from e
+                           "send it again: the same decision is counted once") from e
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         if isinstance(cause, ApplicationError):

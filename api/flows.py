@@ -18,6 +18,7 @@ from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowQueryFailedError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -39,6 +40,9 @@ TEMPORAL_TIMEOUT = timedelta(seconds=5)
 QUERY_PATIENCE = timedelta(seconds=1)
 # A status answered from Temporal's own record (execution + search attributes), not the query.
 VISIBILITY_SOURCE = "temporal_visibility"
+# How long a refusal's answer waits for the refused flow to say why (a flow that has just closed
+# is replayed by the worker to answer: seconds on a busy machine).
+REFUSAL_PATIENCE = timedelta(seconds=15)
 _NOT_FOUND = {"refund": E.REFUND_NOT_FOUND, "withdrawal": E.WITHDRAWAL_NOT_FOUND}
 
 
@@ -76,6 +80,44 @@ async def flow_status(temporal: Client, flow_id: str) -> dict[str, Any] | None:
     finally:
         query.cancel()
     return dataclasses.asdict(status)
+
+
+async def refusal_of(temporal: Client, flow_id: str) -> tuple[str | None, str | None]:
+    """Why a flow refused (its ``error_code`` and ``error``), for the answer to the request that
+    started it: its `status` query, waited for patiently and never answered from Temporal's
+    record (which names no code); when no worker answers, the typed refusal recorded in its
+    history (the activity's or local activity's failure). (None, None) when neither says."""
+    handle = temporal.get_workflow_handle(flow_id)
+    try:
+        status: FlowStatus = await asyncio.wait_for(
+            handle.query("status", result_type=FlowStatus, rpc_timeout=REFUSAL_PATIENCE),
+            REFUSAL_PATIENCE.total_seconds() + 1)
+        if status.error_code:
+            return status.error_code, status.error
+    except (RPCError, TimeoutError, WorkflowQueryFailedError):
+        pass
+    return await _recorded_refusal(handle)
+
+
+async def _recorded_refusal(handle: WorkflowHandle[Any, Any]) -> tuple[str | None, str | None]:
+    """The last typed refusal (an ErrorCode) an activity of the flow failed with, from its
+    history: no worker needed."""
+    try:
+        history = await handle.fetch_history(rpc_timeout=TEMPORAL_TIMEOUT)
+    except RPCError:
+        return None, None
+    codes = {str(code) for code in E}
+    for event in reversed(history.events):
+        if event.HasField("activity_task_failed_event_attributes"):
+            failure = event.activity_task_failed_event_attributes.failure
+        elif event.marker_recorded_event_attributes.HasField("failure"):  # a local activity
+            failure = event.marker_recorded_event_attributes.failure
+        else:
+            continue
+        code = failure.application_failure_info.type
+        if failure.HasField("application_failure_info") and code in codes:
+            return code, failure.message.removeprefix(f"{code}: ") or None
+    return None, None
 
 
 async def _describe(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionDescription | None:

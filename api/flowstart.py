@@ -40,6 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import faultpoints
 from api.errors import PROBLEM_JSON, ProblemError, problem_body
+from api.flows import refusal_of
 from contracts.errors import ErrorCode as E
 from db.flows import FlowRepository
 from db.tenants import Principal
@@ -106,6 +107,13 @@ def refusal(error_code: str | None, error: str | None, fallback: E, **extra: Any
     code = outcome_code(error_code, fallback)
     body = problem_body(code, error or code.value.replace("_", " "), **extra)
     return Answer(body["status"], body)
+
+
+async def flow_refusal(temporal: Client, flow_id: str, fallback: E, **extra: Any) -> Answer:
+    """A flow that answered its start with a refusal (state only), as the final problem answer:
+    the code and detail the flow names itself (``api.flows.refusal_of``), else ``fallback``."""
+    code, error = await refusal_of(temporal, flow_id)
+    return refusal(code, error, fallback, flow_id=flow_id, **extra)
 
 
 # -- starting ---------------------------------------------------------------------------------
@@ -270,5 +278,17 @@ async def _start(ctx: FlowStarter, spec: FlowStart, flow_id: str) -> Any:
         spec.workflow, inp, id=flow_id, task_queue=queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, **console)
-    return await ctx.temporal.execute_update_with_start_workflow(
-        spec.update, start_workflow_operation=operation, id=spec.update_id)
+    try:
+        return await ctx.temporal.execute_update_with_start_workflow(
+            spec.update, start_workflow_operation=operation, id=spec.update_id)
+    finally:
+        _retrieve_start(operation)
+
+
+def _retrieve_start(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """The start's own future holds the error of a start that did not complete — the
+    CancelledError of a request that stopped waiting (202), say: retrieve it here, or asyncio
+    logs "Future exception was never retrieved" for a normal answer."""
+    started = getattr(operation, "_workflow_handle", None)
+    if isinstance(started, asyncio.Future) and started.done() and not started.cancelled():
+        started.exception()

@@ -20,8 +20,15 @@ from api.deps import (
     openapi_body,
 )
 from api.errors import ProblemError
-from api.flows import flow_status, status_of
-from api.flowstart import Answer, FlowStart, FlowStarter, idempotency_key, refusal, start_flow
+from api.flows import status_of
+from api.flowstart import (
+    Answer,
+    FlowStart,
+    FlowStarter,
+    flow_refusal,
+    idempotency_key,
+    start_flow,
+)
 from api.orders import known_order
 from api.schemas import DecisionBody, RefundCreate, money
 from api.views import FlowStatusView
@@ -89,9 +96,7 @@ async def _outcome(temporal: Client, flow_id: str, state: str,
                    answer: dict[str, Any]) -> Answer:
     if state in STATUS_CODES:
         return Answer(STATUS_CODES[state], answer | {"state": state}, state == "refunded")
-    status = await flow_status(temporal, flow_id) or {}
-    return refusal(status.get("error_code"), status.get("error"),
-                   _FALLBACK.get(state, E.REFUND_FAILED), flow_id=flow_id)
+    return await flow_refusal(temporal, flow_id, _FALLBACK.get(state, E.REFUND_FAILED))
 
 
 @router.post("/v1/orders/{order_id}/refunds", status_code=201,

@@ -21,8 +21,8 @@ from api.deps import (
     openapi_body,
 )
 from api.errors import ProblemError
-from api.flows import flow_status, status_of
-from api.flowstart import Answer, FlowStart, FlowStarter, refusal, start_flow
+from api.flows import status_of
+from api.flowstart import Answer, FlowStart, FlowStarter, flow_refusal, start_flow
 from api.pagination import DEFAULT_LIMIT, Cursor, Limit, by_time, next_page, time_position
 from api.payees import ACCOUNT_ID
 from api.schemas import DecisionBody, WithdrawalCreate, money
@@ -111,8 +111,7 @@ async def _outcome(temporal: Client, flow_id: str, state: str,
                    answer: dict[str, Any]) -> Answer:
     if state != "refused":
         return Answer(202, answer)
-    status = await flow_status(temporal, flow_id) or {}
-    return refusal(status.get("error_code"), status.get("error"), E.OVER_LIMIT, flow_id=flow_id)
+    return await flow_refusal(temporal, flow_id, E.OVER_LIMIT)
 
 
 @router.post("/v1/withdrawals", status_code=202, openapi_extra=openapi_body(WithdrawalCreate),

@@ -20,6 +20,9 @@ CREATE_REFUND = "gateway.create_refund"
 RETRIEVE_REFUND = "gateway.retrieve_refund"
 CREATE_PAYOUT = "gateway.create_payout"
 RETRIEVE_PAYOUT = "gateway.retrieve_payout"
+REVERSE_PAYOUT = "gateway.reverse_payout"
+# A reversal's status when no money reached the payee (nothing to take back).
+REVERSAL_NOTHING = "nothing_to_reverse"
 PAYOUT_METHODS = ("bank_transfer", "mobile_money", "paypal", "crypto")
 # The methods a payout provider serves (activities/gateways/payouts.py), and which one; a
 # withdrawal by another method is refused at request time.
@@ -150,4 +153,26 @@ class PayoutEvent:
     event_id: str
     payout_id: str
     status: str
+    failure_reason: str | None = None
+
+
+@dataclass
+class PayoutReversalRequest:
+    """Take a failed payout's money back from the payee's account to the platform (Connect:
+    reverse the transfer to the connected account). Idempotent on ``idempotency_key``."""
+
+    tenant_id: str
+    flow_id: str
+    amount: Money
+    method: str
+    idempotency_key: str  # <flow id>:payout:reversal
+    gateway: str = "stripe"
+
+
+@dataclass
+class PayoutReversal:
+    gateway: str
+    reversal_id: str | None  # None: nothing reversed
+    status: str  # PAYMENT_SUCCEEDED / PAYMENT_FAILED (refused) / REVERSAL_NOTHING
+    amount: Money  # what is back on the platform (0 when refused or nothing to reverse)
     failure_reason: str | None = None

@@ -213,6 +213,10 @@ class LedgerRepository(LedgerReads):
         sharded accounts picked by key)."""
         if any(e.tenant_id != tenant_id for e in events):
             raise LedgerConflict("an event for another tenant")
+        keys = [t.idempotency_key for t in transfers]
+        if len(set(keys)) < len(keys):  # can never be written: refused, not a race to retry
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            raise LedgerConflict(f"idempotency key {', '.join(twice)} repeated in one request")
         rows: dict[str, list[Any]] = {k: [] for k in _COLUMNS}
         for t in transfers:
             if (t.amount <= 0 or t.debit == t.credit or t.debit.currency != t.currency

@@ -29,7 +29,7 @@ API_OPERATIONS: tuple[str, ...] = (
 # Connect's operations (stripe_standin/connect_ops.py)
 ACCOUNT_OPERATIONS = ("accounts.create", "accounts.retrieve", "accounts.list",
                       "account_links.create", "transfers.create", "transfers.retrieve",
-                      "balance.retrieve")
+                      "balance.retrieve", "transfers.list", "transfers.reversals.create")
 API_OPERATIONS += ACCOUNT_OPERATIONS
 
 Counters = dict[str, dict[str, int]]

@@ -1,7 +1,9 @@
 """Stripe Connect, the subset walletflow's payouts need: connected accounts (create, retrieve,
 list; onboarding completed through the control API or the hosted onboarding page), account
-links, transfers from the platform to a connected account, each connected account's balance,
-and payouts made on a connected account (the ``Stripe-Account`` header).
+links, transfers from the platform to a connected account (create, retrieve, list) and their
+reversals (the amount back from the connected account's balance to the platform's), each
+account's balance (the platform's too), and payouts made on a connected account (the
+``Stripe-Account`` header).
 
 Connect state lives in ``store.connect`` (``accounts``, ``transfers``, ``payout_accounts``:
 payout id → the connected account it was made on); payouts themselves stay in
@@ -22,6 +24,7 @@ from stripe_standin.params import (
     amount_param,
     choice_param,
     currency_param,
+    int_param,
     metadata_param,
     str_param,
 )
@@ -138,10 +141,34 @@ def balance(store: Store, acct_id: str) -> dict[str, int]:
     return held
 
 
-def balance_object(store: Store, acct_id: str) -> JSON:
+def balance_object(store: Store, acct_id: str | None) -> JSON:
+    """A connected account's balance, or (None) the platform's."""
+    held = platform_balance(store) if acct_id is None else balance(store, acct_id)
     return {"object": "balance", "livemode": False,
-            "available": [{"amount": v, "currency": c} for c, v in balance(store, acct_id).items()],
+            "available": [{"amount": v, "currency": c} for c, v in held.items()],
             "pending": [], "connect_reserved": []}
+
+
+def platform_balance(store: Store) -> dict[str, int]:
+    """The platform's, per currency: charges received, minus refunds and payouts not failed,
+    minus transfers net of their reversals (never a limit: the stand-in's platform may go
+    below zero, as the tests fund wallets without charges)."""
+    held: dict[str, int] = {}
+
+    def add(currency: str, amount: int) -> None:
+        held[currency] = held.get(currency, 0) + amount
+
+    for pi in store.payment_intents.values():
+        add(pi["currency"], int(pi.get("amount_received") or 0))
+    for re in store.refunds.values():
+        if re["status"] not in ("failed", "canceled"):
+            add(re["currency"], -int(re["amount"]))
+    for po in payouts_of(store, None).values():
+        if po["status"] != "failed":
+            add(po["currency"], -int(po["amount"]))
+    for tr in state(store)["transfers"].values():
+        add(tr["currency"], tr["amount_reversed"] - tr["amount"])
+    return held
 
 
 def create_transfer(store: Store, params: JSON) -> JSON:
@@ -173,6 +200,43 @@ def get_transfer(store: Store, tr_id: str) -> JSON:
     if transfer is None:
         raise StandinError.missing("transfer", tr_id, param="id")
     return transfer
+
+
+def transfers_of(store: Store, params: JSON) -> dict[str, JSON]:
+    """The transfers a list call asks for (``destination``, ``transfer_group`` filters)."""
+    wanted = {k: str_param(params, k) for k in ("destination", "transfer_group")}
+    return {k: t for k, t in state(store)["transfers"].items()
+            if all(v is None or t[k2] == v for k2, v in wanted.items())}
+
+
+def create_reversal(store: Store, tr_id: str, params: JSON) -> JSON:
+    """Take (part of) a transfer back: from the connected account's balance to the platform's.
+    Refused when more than is left of the transfer, or than the account holds, is asked; the
+    refusal is kept under the idempotency key (as Stripe keeps results once it executed)."""
+    transfer = get_transfer(store, tr_id)
+    left = transfer["amount"] - transfer["amount_reversed"]
+    amount = int_param(params, "amount") if "amount" in params else left
+    if left <= 0 or not 0 < amount <= left:
+        raise StandinError(
+            400, "invalid_request_error",
+            f"Transfer {tr_id} has only {left} left to reverse ({amount} requested).",
+            code="transfer_already_reversed" if left <= 0 else "amount_too_large",
+            param="amount", replayable=True)
+    currency = transfer["currency"]
+    if amount > balance(store, transfer["destination"]).get(currency, 0):
+        raise StandinError(
+            400, "invalid_request_error",
+            "Insufficient funds in the connected account's balance to reverse this transfer.",
+            code="balance_insufficient", param="amount", replayable=True)
+    reversal: JSON = {
+        "id": new_id("trr"), "object": "transfer_reversal", "amount": amount,
+        "currency": currency, "created": now(), "transfer": tr_id,
+        "balance_transaction": new_id("txn"), "destination_payment_refund": new_id("pyr"),
+        "metadata": metadata_param(params.get("metadata")), "source_refund": None}
+    transfer["reversals"]["data"].insert(0, reversal)
+    transfer["amount_reversed"] += amount
+    transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
+    return reversal
 
 
 def create_payout(store: Store, acct_id: str, params: JSON) -> JSON:

@@ -17,7 +17,7 @@ from stripe_standin.wire import JSON, format_amount
 logger = logging.getLogger("stripe_standin")
 
 (ACCOUNT_CREATE, ACCOUNT_RETRIEVE, ACCOUNT_LIST, ACCOUNT_LINK_CREATE, TRANSFER_CREATE,
- TRANSFER_RETRIEVE, BALANCE_RETRIEVE) = ACCOUNT_OPERATIONS
+ TRANSFER_RETRIEVE, BALANCE_RETRIEVE, TRANSFER_LIST, REVERSAL_CREATE) = ACCOUNT_OPERATIONS
 
 
 def _read(body: JSON) -> Outcome:
@@ -59,11 +59,23 @@ class ConnectOps:
     def retrieve_transfer(self, tr_id: str) -> Executor:
         return lambda params, request_id, key: _read(connect.get_transfer(self.store, tr_id))
 
+    def list_transfers(self, params: JSON, request_id: str, key: str | None) -> Outcome:
+        return Outcome(200, list_objects(connect.transfers_of(self.store, params), params,
+                                         "/v1/transfers", "transfer"), replayable=False)
+
+    def create_reversal(self, tr_id: str) -> Executor:
+        def execute(params: JSON, request_id: str, key: str | None) -> Outcome:
+            reversal = connect.create_reversal(self.store, tr_id, params)
+            logger.info("transfer %s reversed: %s back from %s", tr_id,
+                        format_amount(reversal["amount"], reversal["currency"]),
+                        connect.get_transfer(self.store, tr_id)["destination"])
+            return Outcome(200, copy.deepcopy(reversal), mutated=True)
+        return execute
+
     def balance(self, acct_id: str | None) -> Executor:
         def execute(params: JSON, request_id: str, key: str | None) -> Outcome:
-            if acct_id is None:  # the platform's: unlimited in the stand-in
-                return _read({"object": "balance", "livemode": False, "available": [],
-                              "pending": []})
+            if acct_id is None:  # the platform's (never a limit in the stand-in)
+                return _read(connect.balance_object(self.store, None))
             connect.acting_account(self.store, acct_id)
             return _read(connect.balance_object(self.store, acct_id))
         return execute

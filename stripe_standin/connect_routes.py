@@ -19,17 +19,20 @@ from stripe_standin.connect_ops import (
     ACCOUNT_LIST,
     ACCOUNT_RETRIEVE,
     BALANCE_RETRIEVE,
+    REVERSAL_CREATE,
     TRANSFER_CREATE,
+    TRANSFER_LIST,
     TRANSFER_RETRIEVE,
     ConnectOps,
 )
-from stripe_standin.service import Standin
+from stripe_standin.service import Standin, params_flow_id
 from stripe_standin.stripe_api import api_call, error_response, json_response
 from stripe_standin.wire import StandinError
 
 
 def connect_api_routes(app: FastAPI, svc: Standin) -> None:
-    """``/v1/accounts``, ``/v1/account_links``, ``/v1/transfers``, ``/v1/balance``."""
+    """``/v1/accounts``, ``/v1/account_links``, ``/v1/transfers`` (`_transfer_routes`),
+    ``/v1/balance``."""
     ops = ConnectOps(svc)
 
     @app.post("/v1/accounts")
@@ -50,6 +53,21 @@ def connect_api_routes(app: FastAPI, svc: Standin) -> None:
         return await api_call(svc, request, ACCOUNT_LINK_CREATE, ops.create_account_link,
                               lambda _: None)
 
+    _transfer_routes(app, svc, ops)
+
+    @app.get("/v1/balance")
+    async def retrieve_balance(request: Request) -> Response:
+        return await api_call(svc, request, BALANCE_RETRIEVE,
+                              ops.balance(request.headers.get("stripe-account")), lambda _: None)
+
+
+def _transfer_routes(app: FastAPI, svc: Standin, ops: ConnectOps) -> None:
+    """``/v1/transfers``: create, retrieve, list, and a transfer's reversals."""
+    def transfer_flow(tr_id: str) -> str | None:
+        transfer = svc.store.connect.get("transfers", {}).get(tr_id, {})
+        flow_id: str | None = transfer.get("metadata", {}).get("flow_id")
+        return flow_id
+
     @app.post("/v1/transfers")
     async def create_transfer(request: Request) -> Response:
         return await api_call(svc, request, TRANSFER_CREATE, ops.create_transfer)
@@ -57,13 +75,18 @@ def connect_api_routes(app: FastAPI, svc: Standin) -> None:
     @app.get("/v1/transfers/{tr_id}")
     async def retrieve_transfer(request: Request, tr_id: str) -> Response:
         return await api_call(svc, request, TRANSFER_RETRIEVE, ops.retrieve_transfer(tr_id),
-                              lambda _: svc.store.connect.get("transfers", {}).get(
-                                  tr_id, {}).get("metadata", {}).get("flow_id"))
+                              lambda _: transfer_flow(tr_id))
 
-    @app.get("/v1/balance")
-    async def retrieve_balance(request: Request) -> Response:
-        return await api_call(svc, request, BALANCE_RETRIEVE,
-                              ops.balance(request.headers.get("stripe-account")), lambda _: None)
+    @app.get("/v1/transfers")
+    async def list_transfers(request: Request) -> Response:
+        return await api_call(svc, request, TRANSFER_LIST, ops.list_transfers,
+                              lambda p: p.get("transfer_group") if isinstance(
+                                  p.get("transfer_group"), str) else None)
+
+    @app.post("/v1/transfers/{tr_id}/reversals")
+    async def create_reversal(request: Request, tr_id: str) -> Response:
+        return await api_call(svc, request, REVERSAL_CREATE, ops.create_reversal(tr_id),
+                              lambda p: params_flow_id(p) or transfer_flow(tr_id))
 
 
 def connect_control_routes(app: FastAPI, svc: Standin) -> None:

@@ -27,7 +27,8 @@ class FaultSpec(BaseModel):
                        "refunds.list", "payouts.list", "webhook",
                        "accounts.create", "accounts.retrieve", "accounts.list",
                        "account_links.create", "transfers.create", "transfers.retrieve",
-                       "balance.retrieve", "checkout.sessions.create",
+                       "balance.retrieve", "transfers.list", "transfers.reversals.create",
+                       "checkout.sessions.create",
                        "checkout.sessions.retrieve", "checkout.sessions.expire",
                        "checkout.sessions.list"]
     mode: Literal["error_500", "error_400", "timeout", "delay", "drop", "duplicate"]

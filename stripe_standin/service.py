@@ -57,6 +57,7 @@ class Standin:
 
     async def aclose(self) -> None:
         await self.webhooks.aclose()
+        await self.store.aclose()  # the state file's final flush
 
     def checkout_url(self, pi_id: str) -> str:
         return f"{self.config.public_url.rstrip('/')}/checkout/{pi_id}"

@@ -65,6 +65,14 @@ class Purchase:
 
 
 @dataclass
+class Withdrawal:
+    flow_id: str
+    amount: int
+    state: str  # awaiting_approval | paid | rejected
+    events: list[str] = field(default_factory=list)  # withdrawal.<status>, in order
+
+
+@dataclass
 class Expected:
     """What a refund request must be answered."""
 
@@ -83,10 +91,12 @@ class Model:
     revenue: int = 0  # merchant_revenue EUR
     clearing: int = 0  # gateway_clearing EUR
     funding: int = 0  # cashback_funding EUR (posted)
+    transit: int = 0  # payouts_in_transit EUR (posted: withdrawals paid out)
     orders: dict[str, Order] = field(default_factory=dict)
     refunds: dict[str, Refund] = field(default_factory=dict)
     purchases: dict[str, Purchase] = field(default_factory=dict)
     topups: dict[str, tuple[str, int]] = field(default_factory=dict)  # flow → (state, amount)
+    withdrawals: dict[str, Withdrawal] = field(default_factory=dict)
 
     # -- the wallet ------------------------------------------------------------------------------
 
@@ -244,6 +254,31 @@ class Model:
         p.events.append(("cashback.reversed", p.hold))
         p.state, p.hold = "reversed", 0
 
+    # -- withdrawals (to the user's onboarded payout account) -------------------------------------
+
+    def withdraw(self, flow_id: str, amount: int) -> Expected:
+        """A withdrawal request: refused at once above the available balance, else the amount
+        is held (pending out) until an admin decides."""
+        if amount > self.available:
+            return Expected(402, code="insufficient_funds")
+        self.pending_out += amount
+        self.withdrawals[flow_id] = Withdrawal(flow_id, amount, "awaiting_approval",
+                                               ["withdrawal.awaiting_approval"])
+        return Expected(202, "awaiting_approval")
+
+    def decide_withdrawal(self, flow_id: str, approve: bool) -> None:
+        """Approved and paid out (the hold posted to payouts in transit), or rejected (voided)."""
+        w = self.withdrawals[flow_id]
+        self.pending_out -= w.amount
+        if approve:
+            self.posted -= w.amount
+            self.transit += w.amount
+            w.state = "paid"
+            w.events += ["withdrawal.approved", "withdrawal.paid"]
+        else:
+            w.state = "rejected"
+            w.events.append("withdrawal.rejected")
+
     # -- what the stack must show ----------------------------------------------------------------
 
     def order_view(self, order_id: str) -> tuple[str, int, int]:
@@ -258,7 +293,8 @@ class Model:
     def system(self) -> dict[str, int]:
         """Posted balances of the tenant's system accounts (EUR, and PTS issued)."""
         return {"merchant_revenue": self.revenue, "gateway_clearing": self.clearing,
-                "cashback_funding": self.funding, "points_issuance": -self.points}
+                "cashback_funding": self.funding, "points_issuance": -self.points,
+                "payouts_in_transit": self.transit}
 
     def refunds_completed(self) -> dict[str, int]:
         return {f: r.amount for f, r in self.refunds.items() if r.state == "refunded"}

@@ -84,11 +84,14 @@ class Model:
         """A request's outcome, and the model after it."""
         if any(leg.malformed for leg in legs):
             return Outcome(CONFLICT), self  # refused before the database is asked
+        if len({leg.key for leg in legs}) < len(legs):
+            # A key twice in one request (same movement or not, new or already written): it
+            # can never be written as asked, so it is refused as a conflict before the database
+            # is asked, never reported as a race to retry.
+            return Outcome(CONFLICT), self
         after = self.copy()
         rows: list[tuple[str, bool, str]] = []
         ids: list[int | None] = []
-        fresh: set[str] = set()
-        repeated = False
         for leg in legs:
             prev = self.transfers.get(leg.key)
             if prev is not None:
@@ -99,11 +102,6 @@ class Model:
                 continue
             if leg.debit[0] in USER_KINDS and after.available(leg.debit) < leg.amount:
                 return Outcome(FUNDS), self
-            # A key twice in one request: both count as new until the insert finds the second;
-            # the ledger then reports a (retryable) race and writes nothing. That is what it
-            # does today, not a promise: a refusal as malformed would be the better answer.
-            repeated |= leg.key in fresh
-            fresh.add(leg.key)
             if pending:
                 after._move(leg.debit, pending_out=leg.amount)
                 after._move(leg.credit, pending_in=leg.amount)
@@ -114,8 +112,6 @@ class Model:
             after.transfers[leg.key] = Held(leg, state, None)
             rows.append((leg.key, False, state))
             ids.append(None)
-        if repeated:
-            return Outcome(RETRY), self
         return Outcome(OK, tuple(rows), tuple(ids)), after
 
     def learn_ids(self, rows: tuple[tuple[str, bool, str], ...], ids: tuple[int, ...]) -> None:

@@ -1,8 +1,9 @@
 """The ledger against its model (tests/ledger_model.py): a Hypothesis state machine posts
-transfers, holds, resolutions, multi-transfer requests, replays, conflicting keys, overdrafts
-and concurrent batches through the worker's group commit to the REAL PostgreSQL, and after
-every step the ledger and the model agree (balances, every transfer by key), the invariants
-hold (`walletflow ledger check`) and every currency sums to zero.
+transfers, holds, resolutions, multi-transfer requests, replays, conflicting keys, a key twice
+in one request (refused as a conflict, never retried), overdrafts and concurrent batches
+through the worker's group commit to the REAL PostgreSQL, and after every step the ledger and
+the model agree (balances, every transfer by key), the invariants hold (`walletflow ledger
+check`) and every currency sums to zero.
 
 RuleBasedStateMachine is synchronous: the test drives its own event loop and engine (the
 session's loop and engine belong to pytest-asyncio). Each example runs in a fresh tenant.
@@ -81,6 +82,7 @@ class Run:
     outcomes: dict[str, int] = field(default_factory=dict)  # answers by code
     batched: int = 0  # requests posted in a concurrent batch
     statements: int = 0  # the group commit's statements that carried them
+    repeated: int = 0  # requests that named one idempotency key twice
 
     def got(self, *outcomes: Outcome) -> None:
         for o in outcomes:
@@ -187,12 +189,18 @@ class LedgerMachine(RuleBasedStateMachine):
                    other)
 
     def draw_legs(self, data: st.DataObject, most: int) -> list[Leg]:
-        """A request's legs: mostly new movements, some replays, conflicts or malformed."""
-        kinds = ["new", "new", "new", "malformed", "replay", "conflict"]
-        legs = []
+        """A request's legs: mostly new movements, some replays, conflicts or malformed, and
+        some repeat a key of the request itself (the same movement or another)."""
+        kinds = ["new", "new", "new", "malformed", "replay", "conflict", "repeat"]
+        legs: list[Leg] = []
         for _ in range(data.draw(st.integers(1, most), "legs")):
             kind = data.draw(st.sampled_from(kinds), "leg kind")
-            legs.append(self.draw_leg(data, self.fresh_key()) if kind == "new"
+            if kind == "repeat" and legs:
+                earlier = legs[data.draw(st.integers(0, 255), "repeated leg") % len(legs)]
+                legs.append(earlier if data.draw(st.booleans(), "same movement")
+                            else self.draw_altered(data, earlier))
+                continue
+            legs.append(self.draw_leg(data, self.fresh_key()) if kind in ("new", "repeat")
                         else self.draw_malformed(data) if kind == "malformed"
                         else self.draw_existing(data) if kind == "replay"
                         else self.draw_altered(data))
@@ -203,6 +211,7 @@ class LedgerMachine(RuleBasedStateMachine):
     async def post(self, legs: list[Leg], pending: bool, via: str, kind: str = "topup"
                    ) -> Outcome:
         req = request(self.tenant_id, legs, pending, kind)
+        self.run.repeated += len({leg.key for leg in legs}) < len(legs)
         if via == "activity":  # the worker's path: group commit, one autocommit statement
             try:
                 return outcome(await self.ledger.post_transfers(req))
@@ -295,8 +304,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def concurrent(self, data: st.DataObject) -> None:
         """Requests at once through the worker's group commit (they share ledger_post_many()
-        statements); some reuse each other's keys, some repeat a key within themselves. Some
-        serial order must explain every outcome; a request that lost a race is retried."""
+        statements); some reuse each other's keys, some repeat a key within themselves
+        (refused as a conflict). Some serial order must explain every outcome; a request that
+        lost a race is retried."""
         self.count("concurrent")
         batch: list[tuple[list[Leg], bool]] = []
         for _ in range(data.draw(st.integers(2, 8), "requests")):
@@ -373,7 +383,42 @@ def test_the_ledger_matches_its_model(database_url: str) -> None:
         loop.close()
     print(f"\nledger model: {run.examples} examples, {run.steps} steps {run.requests}, "
           f"answers {run.outcomes}, {run.batched} concurrent requests in {run.statements} "
-          f"statements, "
+          f"statements, {run.repeated} requests with a key twice, "
           f"{time.perf_counter() - started:.1f} s")
     # the concurrent batches did share group-commit statements (ledger_post_many())
     assert run.statements < run.batched, (run.statements, run.batched)
+    assert run.repeated > 0  # the model did send requests that name a key twice
+
+
+async def test_a_key_twice_in_one_request_is_refused_not_retried(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """A request naming one key twice can never be written: a final ``ledger_conflict`` before
+    the database is asked (alone or in a group-commit batch), nothing written; the request it
+    repeats, sent again, is still answered with its first result."""
+    tenant_id = (await create_tenant(sessions, "twice")).id
+    ledger = LedgerActivities(sessions)
+    funding = Leg("fund", ("gateway_clearing", "stripe", "EUR"), ("user_wallet", "u1", "EUR"),
+                  1_000, "EUR")
+    spend = Leg("spend", ("user_wallet", "u1", "EUR"), ("merchant_revenue", "tenant", "EUR"),
+                300, "EUR")
+    first = await ledger.post_transfers(request(tenant_id, [funding], False, "topup"))
+    for legs in ([spend, spend], [funding, funding], [spend, funding, spend]):
+        other = Leg(f"other-{len(legs)}", funding.debit, funding.credit, 5, "EUR")
+        alone = [request(tenant_id, legs, False, "order")]
+        batch = [request(tenant_id, legs, False, "order"),
+                 request(tenant_id, [other], False, "topup")]
+        for reqs in (alone, batch):
+            got = await asyncio.gather(*(ledger.post_transfers(r) for r in reqs),
+                                       return_exceptions=True)
+            refusal = got[0]
+            assert isinstance(refusal, ApplicationError), got
+            assert (refusal.type, refusal.non_retryable) == ("ledger_conflict", True)
+            assert "repeated in one request" in str(refusal)
+            assert all(isinstance(g, list) for g in got[1:]), got
+    again = await ledger.post_transfers(request(tenant_id, [funding], False, "topup"))
+    assert [(t.transfer_id, t.replayed) for t in again] == [(first[0].transfer_id, True)]
+    async with sessions() as session:
+        keys = (await session.execute(text(
+            "SELECT idempotency_key FROM transfers WHERE tenant_id = :t ORDER BY id"),
+            {"t": tenant_id})).scalars().all()
+    assert keys == ["fund", "other-2", "other-3"]

@@ -170,8 +170,11 @@ async def test_maker_checker_two_admins_above_threshold(http, stripe_ctl, tempor
     for _ in range(2):
         await handle.signal("decision", ApprovalDecision("admin-alice", True, "ui-1", "looks ok"))
     again = await http.post(f"/v1/withdrawals/{flow_id}/approve", json={},
-                            headers=tenant.admin)  # alice again, through the API
-    assert (again.status_code, again.json()["code"]) == (409, "decision_refused")
+                            headers=tenant.admin)  # alice again, through the API: counted once
+    assert (again.status_code, again.json()["decision"]) == (200, "approved (1 of 2)")
+    other_way = await http.post(f"/v1/withdrawals/{flow_id}/reject", json={},
+                                headers=tenant.admin)  # alice changing her mind: refused
+    assert (other_way.status_code, other_way.json()["code"]) == (409, "decision_refused")
     s = await state(http, tenant, flow_id)
     assert (s["state"], s["details"]["approvals"]) == ("awaiting_approval", "1 of 2")
     r = await http.post(f"/v1/withdrawals/{flow_id}/approve", json={}, headers=bob)

@@ -28,6 +28,7 @@ from contracts.gateway import (
     RETRIEVE_PAYMENT,
     RETRIEVE_PAYOUT,
     RETRIEVE_REFUND,
+    REVERSE_PAYOUT,
     CreatePaymentRequest,
     CreateRefundRequest,
     GatewayPayment,
@@ -36,6 +37,8 @@ from contracts.gateway import (
     PaymentRef,
     PayoutRef,
     PayoutRequest,
+    PayoutReversal,
+    PayoutReversalRequest,
     RefundRef,
 )
 from contracts.ledger import (
@@ -131,6 +134,11 @@ async def create_payout(req: PayoutRequest) -> GatewayPayout:
 
 @activity.defn(name=RETRIEVE_PAYOUT)
 async def retrieve_payout(ref: PayoutRef) -> GatewayPayout:
+    _stub()
+
+
+@activity.defn(name=REVERSE_PAYOUT)
+async def reverse_payout(req: PayoutReversalRequest) -> PayoutReversal:
     _stub()
 
 

@@ -5,6 +5,7 @@ signal and `temporal workflow signal` all mean the same."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -17,6 +18,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows import console
     from workflows.trail import FlowTrail
 
+# A decision signalled before the flow waits for decisions (funds still being held) is kept and
+# applied when it starts waiting; before this patch it was ignored.
+EARLY_PATCH = "early-decisions"
+
 
 class Approvals:
     def __init__(self, admins: list[str], requester: str, required: int, what: str,
@@ -26,18 +31,35 @@ class Approvals:
         self.required, self.what = required, what
         self.trail = trail
         self.open = False  # the flow sets it while it waits for decisions
+        self.finished = False  # the wait is over (approved, rejected or expired)
         self.decisions: list[DecisionRecord] = []
         self.ignored: list[str] = []
         self._seen: set[str] = set()
+        self._early: list[tuple[ApprovalDecision, str]] = []  # (decision, via), until it waits
+
+    @property
+    def early(self) -> bool:
+        """The flow does not wait for decisions yet (it is still holding or reserving)."""
+        return not self.open and not self.finished
+
+    def keep(self, d: ApprovalDecision, via: str) -> None:
+        """An early decision, applied (checked, deduplicated) when the flow starts waiting."""
+        self._early.append((d, via))
+
+    def repeats(self, d: ApprovalDecision) -> bool:
+        """The admin already decided the same way: a retried decision, answered again and
+        counted once."""
+        return any(x.admin == d.admin and x.approve == d.approve for x in self.decisions)
 
     def check(self, d: ApprovalDecision) -> str | None:
         """Why this decision cannot count, or None."""
         refusal = self.refusal(d)
         return refusal.detail if refusal else None
 
-    def refusal(self, d: ApprovalDecision) -> Failure | None:
-        """Why this decision cannot count, with its code, or None."""
-        if not self.open or self.done:
+    def refusal(self, d: ApprovalDecision, early: bool = False) -> Failure | None:
+        """Why this decision cannot count, with its code, or None; ``early``: a decision may
+        also be kept while the flow does not wait yet."""
+        if not (self.open or (early and self.early)) or self.done:
             return Failure(ErrorCode.DECISION_REFUSED, "not awaiting a decision")
         if d.admin not in self.admins:
             return Failure(ErrorCode.FORBIDDEN, f"{d.admin!r} is not an admin of this tenant")
@@ -71,16 +93,29 @@ class Approvals:
         """Open for decisions until they are done or the window closes: None when approved,
         else why not (expired, or rejected by whom)."""
         self._waiting(True)
+        self._apply_early()
         try:
             await workflow.wait_condition(lambda: self.done,
                                           timeout=timedelta(seconds=window_seconds))
         except TimeoutError:
             return Failure(ErrorCode.EXPIRED, "no decision within the approval window")
         finally:
+            self.finished = True
             self._waiting(False)
         if self.rejection:
             return Failure(ErrorCode.REJECTED, self.rejection)
         return None
+
+    def _apply_early(self) -> None:
+        """The decisions that came before the flow waited, in their order, checked now."""
+        early, self._early = self._early, []
+        for d, via in early:
+            if via == "signal":
+                step = self.from_signal(d)
+            else:
+                step = None if self.refusal(d) else self.record(d, via)
+            if step and self.trail is not None:
+                self.trail.step(step)
 
     def _waiting(self, is_open: bool) -> None:
         self.open = is_open
@@ -153,24 +188,56 @@ class ApprovalMessages:
 
     @workflow.update(name="decide", description=console.DECIDE)
     async def decide(self, d: ApprovalDecision) -> str:
-        """Approve or reject (API: the admin is the admin key's holder; CLI: the operator)."""
-        assert self._approvals is not None
-        self._trail.step(self._approvals.record(d, "update"))
-        if self._approvals.done:  # answer once the flow has acted on it, so a read agrees
+        """Approve or reject (API: the admin is the admin key's holder; CLI: the operator).
+        The same admin's same decision again is answered again, counted once; one sent while
+        the flow still holds the funds is kept until it waits for decisions."""
+        a = self._approvals
+        assert a is not None
+        if a.early and not a.repeats(d):
+            a.keep(d, "update")
+            await workflow.wait_condition(lambda: not a.early or self._trail.ended)
+            if not a.repeats(d):
+                refusal = a.refusal(d) or Failure(ErrorCode.DECISION_REFUSED,
+                                                  "not awaiting a decision")
+                raise ApplicationError(refusal.detail, type=refusal.code)
+        elif not a.repeats(d):
+            self._trail.step(a.record(d, "update"))
+        if a.done:  # answer once the flow has acted on it, so a read agrees
             await workflow.wait_condition(lambda: self._trail.state != "awaiting_approval")
-        return self._approvals.answer(d)
+        return a.answer(d)
 
     @decide.validator
     def _validate_decide(self, d: ApprovalDecision) -> None:
-        refusal = (self._approvals.refusal(d) if self._approvals
+        a = self._approvals
+        if a is not None and a.repeats(d):
+            return
+        refusal = (a.refusal(d, early=self._may_keep()) if a
                    else Failure(ErrorCode.DECISION_REFUSED, "not started"))
         if refusal:
             raise ApplicationError(refusal.detail, type=refusal.code)
+
+    def _may_keep(self) -> bool:
+        """Whether a decision that comes early may wait for the flow: it will wait for
+        decisions (a refund needs them only above the threshold) and has not ended."""
+        inp = getattr(self, "_input", None)
+        return bool(getattr(inp, "needs_approval", True)) and not self._trail.ended
 
     @workflow.signal(name="decision", description=console.DECISION)
     def decision(self, d: ApprovalDecision) -> None:
         """The same decision from the Temporal UI ("Send a Signal") or `temporal workflow
         signal`: {"admin": "alice", "approve": true, "decision_id": "…", "reason": "…"}.
-        Deduplicated on decision_id; a decision that fails the checks is ignored and recorded."""
-        if self._approvals and (step := self._approvals.from_signal(d)):
+        Deduplicated on decision_id; a decision that fails the checks is ignored and recorded.
+        One that comes before the flow waits for decisions is kept and applied then."""
+        a = self._approvals
+        if (a is None or a.early) and self._may_keep() and workflow.patched(EARLY_PATCH):
+            if a is None:  # with the start, before the flow set up its approvals
+                asyncio.create_task(self._when_ready(d))
+            else:
+                a.keep(d, "signal")
+            return
+        if a and (step := a.from_signal(d)):
             self._trail.step(step)
+
+    async def _when_ready(self, d: ApprovalDecision) -> None:
+        await workflow.wait_condition(lambda: self._approvals is not None)
+        self.decision(d)

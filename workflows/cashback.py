@@ -10,14 +10,14 @@ with workflow.unsafe.imports_passed_through():
     from contracts.purchase import StoreEvent
     from contracts.refund import ClawbackRequest
     from workflows import activity_refs as act
-    from workflows import policies
+    from workflows.steps import db_step
 
 
 async def claw_back(tenant_id: str, refund_flow_id: str, order_id: str,
                     refund: Money) -> str | None:
     """The step for the refund's history ("cashback_clawed_back" …), or None: no cashback."""
-    result = await workflow.execute_activity(act.claw_back_cashback, ClawbackRequest(
-        tenant_id, refund_flow_id, order_id, refund), **policies.LEDGER)
+    result = await db_step(act.claw_back_cashback, ClawbackRequest(
+        tenant_id, refund_flow_id, order_id, refund))
     if result.action == "signal_purchase" and result.purchase_flow_id:
         await workflow.get_external_workflow_handle(result.purchase_flow_id).signal(
             "store_event", StoreEvent(f"refund:{refund_flow_id}", "refunded", refund=refund))

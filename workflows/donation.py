@@ -8,7 +8,6 @@ reaches its capped target) → award the donor's points → tell the campaign's 
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.donation import DonationInput, DonationMoved, DonationResult
@@ -16,8 +15,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.events import EventOut
     from contracts.flow import FlowStatus
     from contracts.money import format_amount
-    from workflows import console, policies
+    from workflows import console
     from workflows.activity_refs import award_donation_points, emit_event, transfer_donation
+    from workflows.steps import DB_STEP_ERRORS, db_step
     from workflows.trail import FlowTrail, failure_of
 
 
@@ -32,20 +32,19 @@ class DonationWorkflow:
         self._input = inp
         self._trail.step("started")
         try:
-            moved: DonationMoved = await workflow.execute_activity(
-                transfer_donation, inp, **policies.LEDGER)
-        except ActivityError as e:
+            moved: DonationMoved = await db_step(transfer_donation, inp)
+        except DB_STEP_ERRORS as e:
             failure = failure_of(e, ErrorCode.INTERNAL_ERROR)
             self._trail.end("refused", failure)
             return DonationResult("refused", error=failure.detail, error_code=failure.code)
         self._trail.step("donated")
-        points = await workflow.execute_activity(award_donation_points, inp, **policies.LEDGER)
+        points = await db_step(award_donation_points, inp)
         self._trail.step("points_awarded")
         if moved.campaign_closed:
             # This donation reached the target: the campaign's own flow ends too.
             await workflow.get_external_workflow_handle(inp.campaign_flow_id).signal(
                 "closed", "target_reached")
-        await workflow.execute_activity(emit_event, _completed(inp), **policies.LEDGER)
+        await db_step(emit_event, _completed(inp))
         self._trail.end("completed")
         return DonationResult("completed", points=points, campaign_closed=moved.campaign_closed)
 

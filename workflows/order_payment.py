@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_refs as act
     from workflows import console, policies
     from workflows.payment import PaymentTrack, payment_request
+    from workflows.steps import DB_STEP_ERRORS, db_step
     from workflows.trail import FlowTrail, failure_of
     from workflows.transfers import order_card_capture, order_holds
 
@@ -39,7 +40,7 @@ class OrderPaymentWorkflow:
         self._input = inp
         self._expires_at = (workflow.now() + timedelta(seconds=inp.expires_in_seconds)).isoformat()
         self._trail.step("received")
-        await self._record("processing")
+        await self._record("processing", first=True)  # in the task accepting `outcome`
         failure = await self._hold_wallet_and_points(inp)
         if failure is None and inp.card_amount:
             failure = await self._charge_card(inp)
@@ -54,9 +55,9 @@ class OrderPaymentWorkflow:
         if not holds:
             return None
         try:
-            await workflow.execute_activity(act.post_transfers, PostTransfersRequest(
-                inp.tenant_id, inp.flow_id, holds, pending=True), **policies.LEDGER)
-        except ActivityError as e:
+            await db_step(act.post_transfers, PostTransfersRequest(
+                inp.tenant_id, inp.flow_id, holds, pending=True))
+        except DB_STEP_ERRORS as e:
             return failure_of(e, ErrorCode.PAYMENT_FAILED)
         self._holds = [h.idempotency_key for h in holds]
         self._trail.step("funds_held")
@@ -88,19 +89,19 @@ class OrderPaymentWorkflow:
     async def _capture(self, inp: OrderPaymentInput) -> None:
         """Every part succeeded: capture the holds and book the card part as revenue."""
         if self._holds:
-            await workflow.execute_activity(act.resolve_transfers, ResolveTransfersRequest(
-                inp.tenant_id, self._holds, "posted"), **policies.LEDGER)
+            await db_step(act.resolve_transfers, ResolveTransfersRequest(
+                inp.tenant_id, self._holds, "posted"))
         if inp.card_amount:
-            await workflow.execute_activity(act.post_transfers, PostTransfersRequest(
-                inp.tenant_id, inp.flow_id, order_card_capture(inp)), **policies.LEDGER)
+            await db_step(act.post_transfers, PostTransfersRequest(
+                inp.tenant_id, inp.flow_id, order_card_capture(inp)))
         self._trail.step("captured")
 
     async def _void_holds(self, inp: OrderPaymentInput) -> None:
         """The compensation: void the holds. A card part that failed was already cancelled, and
         nothing can fail once the card is paid, so no captured card part needs a refund."""
         if self._holds:
-            await workflow.execute_activity(act.resolve_transfers, ResolveTransfersRequest(
-                inp.tenant_id, self._holds, "voided"), **policies.LEDGER)
+            await db_step(act.resolve_transfers, ResolveTransfersRequest(
+                inp.tenant_id, self._holds, "voided"))
             self._trail.step("holds_voided")
 
     async def _finish(self, state: str, failure: Failure | None) -> str:
@@ -110,11 +111,10 @@ class OrderPaymentWorkflow:
         return state
 
     async def _record(self, status: str, error: str | None = None,
-                      payment_id: str | None = None) -> None:
+                      payment_id: str | None = None, first: bool = False) -> None:
         assert self._input is not None
-        await workflow.execute_activity(act.record_order_status, OrderStatusUpdate(
-            self._input.tenant_id, self._input.order_id, status, error, payment_id),
-            **policies.LEDGER)
+        await db_step(act.record_order_status, OrderStatusUpdate(
+            self._input.tenant_id, self._input.order_id, status, error, payment_id), first=first)
 
     # -- messages ---------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ class ActivityPolicy(TypedDict, total=False):
 
 # Short database work (one ledger transaction). Retried quickly and for a bounded time: a
 # transaction either commits once or rolls back, and its idempotency keys make retries safe.
+# Also the policy of the flows' local database steps (workflows/steps.py): its longest backoff
+# (10 s) stays under the SDK's local_retry_threshold (1 minute), so a local step's retries run
+# in the worker, inside a heartbeated workflow task, with no timer round trip.
 LEDGER: ActivityPolicy = {
     "start_to_close_timeout": timedelta(seconds=10),
     "retry_policy": RetryPolicy(

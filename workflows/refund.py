@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approvals import ApprovalMessages, Approvals, ending
     from workflows.cashback import claw_back
     from workflows.gateway_events import GatewayEvents, gateway_word
+    from workflows.steps import DB_STEP_ERRORS, db_step
     from workflows.trail import FlowTrail, failure_of
 
 ANSWERED = ("refunded", "refused", "rejected", "expired", "failed", "awaiting_approval",
@@ -70,10 +71,10 @@ class RefundWorkflow(ApprovalMessages):
 
     async def _reserve(self, inp: RefundInput) -> Failure | None:  # None: capacity reserved
         try:
-            self._plan = await workflow.execute_activity(act.reserve_refund, RefundReservation(
+            self._plan = await db_step(act.reserve_refund, RefundReservation(
                 inp.tenant_id, inp.flow_id, inp.order_id, inp.amount.amount, inp.destination),
-                **policies.LEDGER)
-        except ActivityError as e:
+                first=True)  # in the task accepting `outcome` (workflows/steps.py)
+        except DB_STEP_ERRORS as e:
             return failure_of(e, ErrorCode.INTERNAL_ERROR)
         self._trail.step("reserved")
         return None
@@ -105,12 +106,11 @@ class RefundWorkflow(ApprovalMessages):
     async def _settle(self, outcome: str, status: str | None) -> None:
         inp, plan = self._input, self._plan or RefundPlan()
         assert inp is not None
-        await workflow.execute_activity(act.settle_refund, RefundSettlement(
+        await db_step(act.settle_refund, RefundSettlement(
             tenant_id=inp.tenant_id, flow_id=inp.flow_id, order_id=inp.order_id,
             user_id=inp.user_id, currency=inp.amount.currency, outcome=outcome,
             wallet=plan.wallet, card=plan.card, reserved=inp.amount.amount,
-            gateway=plan.gateway, status=status or outcome, error=self._trail.error),
-            **policies.LEDGER)
+            gateway=plan.gateway, status=status or outcome, error=self._trail.error))
 
     async def _finish(self, state: str, failure: Failure | None, release: bool) -> str:
         """Record the end; ``release`` gives back the capacity this refund had reserved."""

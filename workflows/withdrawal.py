@@ -1,6 +1,6 @@
 """Withdrawal: hold the funds, wait for approval (maker-checker; two admins above the tenant's
-threshold; expiry releases the hold), pay out through the gateway, then post — or void and
-return the funds."""
+threshold; expiry releases the hold), pay out through the gateway, then post — or take back
+what a failed payout left with the payee (`payout_reversal`) and void, returning the funds."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         PayoutEvent,
         PayoutRef,
         PayoutRequest,
+        PayoutReversal,
     )
     from contracts.money import format_amount
     from contracts.withdrawal import WithdrawalInput, WithdrawalStep
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import console, policies
     from workflows.approvals import ApprovalMessages, Approvals, ending
     from workflows.gateway_events import GatewayEvents, gateway_word
+    from workflows.payout_reversal import PATCH, reversal_details, reverse_failed_payout
     from workflows.trail import FlowTrail, failure_of
 
 ANSWERED = ("awaiting_approval", "refused")
@@ -37,6 +39,7 @@ class WithdrawalWorkflow(ApprovalMessages):
         self._trail = FlowTrail("withdrawal", "requested")
         self._approvals: Approvals | None = None
         self._payout: GatewayPayout | None = None
+        self._reversal: PayoutReversal | None = None
         self._events: GatewayEvents[PayoutEvent] = GatewayEvents(lambda e: e.payout_id, "payout")
 
     @workflow.run
@@ -59,7 +62,9 @@ class WithdrawalWorkflow(ApprovalMessages):
         self._trail.state = "paying_out"
         await workflow.execute_activity(act.settle_withdrawal, self._change("none", "approved"),
                                         **policies.LEDGER)
-        if failure := await self._pay_out(inp):
+        if failure := await self._pay_out(inp):  # money left with the payee comes back first
+            if workflow.patched(PATCH):
+                self._reversal = await reverse_failed_payout(inp, self._trail)
             return await self._finish("payout_failed", failure, "void")
         return await self._finish("paid", None, "post")
 
@@ -120,5 +125,6 @@ class WithdrawalWorkflow(ApprovalMessages):
         if self._payout:
             details["payout_id"] = self._payout.payout_id
         details.update(self._events.details())
+        details.update(reversal_details(self._reversal))
         return self._trail.status(
             inp, {"amount": format_amount(inp.amount.amount, cur), "currency": cur}, details)

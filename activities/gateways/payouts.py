@@ -2,7 +2,7 @@
 withdrawal's method. Stripe Connect (`stripe_connect.StripeConnectPayouts`: a transfer to the
 payee's connected account, then a payout on that account) serves ``bank_transfer``. The seed's
 other methods have their place here too: a mobile-money provider (``mobile_money``), PayPal
-Payouts (``paypal``), a crypto custodian (``crypto``) — each a class with these four methods,
+Payouts (``paypal``), a crypto custodian (``crypto``) — each a class with these methods,
 registered by the gateway that owns its credentials (``payout_providers()``). Until one is, a
 withdrawal by that method is refused with a clear ``gateway_refused`` ("no payout provider is
 configured for method …"), at request time by the API (``contracts.gateway.PAYOUT_PROVIDED``)
@@ -17,7 +17,13 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from activities.gateways import GatewayRefused, PaymentGateway
-from contracts.gateway import GatewayPayout, PayoutRef, PayoutRequest
+from contracts.gateway import (
+    GatewayPayout,
+    PayoutRef,
+    PayoutRequest,
+    PayoutReversal,
+    PayoutReversalRequest,
+)
 from contracts.reconcile import SeenObject
 
 
@@ -37,6 +43,14 @@ class PayoutProvider(Protocol):
         ...
 
     async def retrieve_payout(self, ref: PayoutRef, payee: str) -> GatewayPayout: ...
+
+    async def reverse_payout(self, req: PayoutReversalRequest) -> PayoutReversal:
+        """Take back what a failed payout of ``req.flow_id`` left with the payee (Connect: the
+        transfer's amount, returned to the connected account's balance) to the platform;
+        idempotent on ``req.idempotency_key``, and a second call after a success reverses
+        nothing more. Nothing reached the payee: ``REVERSAL_NOTHING``. Refused (e.g. the
+        payee's balance no longer holds it): raises `GatewayRefused`."""
+        ...
 
     async def list_payouts(self, since: int) -> list[SeenObject]:
         """Every payout made since ``since`` (unix seconds), for reconciliation."""

@@ -5,7 +5,9 @@ header). The connected account's ``payout.paid`` / ``payout.failed`` webhooks co
 calls carry idempotency keys derived from the flow's (``<key>:transfer``, ``<key>:payout``),
 so a retried activity creates nothing twice; their metadata holds the flow and tenant only —
 Stripe forbids bank details there, and walletflow never sees them (Stripe's onboarding
-collects them)."""
+collects them). A payout that fails returns its amount to the connected account's balance, not
+the platform's: ``reverse_payout`` reverses the flow's transfer (found by its
+``transfer_group``, the flow id; key ``<flow id>:payout:reversal``)."""
 
 from __future__ import annotations
 
@@ -21,9 +23,12 @@ from contracts.gateway import (
     PAYMENT_PENDING,
     PAYMENT_SUCCEEDED,
     PAYOUT_PROVIDED,
+    REVERSAL_NOTHING,
     GatewayPayout,
     PayoutRef,
     PayoutRequest,
+    PayoutReversal,
+    PayoutReversalRequest,
 )
 from contracts.money import Money
 from contracts.reconcile import SeenObject
@@ -73,6 +78,41 @@ class StripeConnectPayouts:
     async def retrieve_payout(self, ref: PayoutRef, payee: str) -> GatewayPayout:
         return to_payout(self.name, await self._call(self.client.v1.payouts.retrieve_async(
             ref.payout_id, options={"stripe_account": payee})))
+
+    async def _transfers_of(self, flow_id: str) -> list[dict[str, Any]]:
+        """The flow's transfers: its ``transfer_group``, confirmed by their metadata."""
+        found: list[dict[str, Any]] = []
+        params: Any = {"transfer_group": flow_id, "limit": 100}
+        while True:
+            page = await self._call(self.client.v1.transfers.list_async(params))
+            found += [t for t in (obj.to_dict() for obj in page.data)
+                      if (t.get("metadata") or {}).get("flow_id") == flow_id]
+            if not page.has_more or not page.data:
+                return found
+            params["starting_after"] = page.data[-1]["id"]
+
+    async def reverse_payout(self, req: PayoutReversalRequest) -> PayoutReversal:
+        """Reverse what is left of the flow's transfer (all of it, once): the money a failed
+        payout returned to the connected account goes back to the platform's balance."""
+        transfers = await self._transfers_of(req.flow_id)
+        currency = req.amount.currency
+        if not transfers:  # the transfer itself never happened: nothing reached the payee
+            return PayoutReversal(self.name, None, REVERSAL_NOTHING, Money(0, currency))
+        if len(transfers) > 1:
+            raise GatewayRefused(f"{len(transfers)} transfers belong to {req.flow_id}: "
+                                 "reverse them by hand")
+        transfer = transfers[0]
+        left = int(transfer["amount"]) - int(transfer.get("amount_reversed") or 0)
+        if left <= 0:  # reversed already (a retry after the idempotency window, or by hand)
+            done = (transfer.get("reversals") or {}).get("data") or []
+            return PayoutReversal(self.name, done[0]["id"] if done else None, PAYMENT_SUCCEEDED,
+                                  Money(int(transfer["amount"]), currency))
+        reversal = await self._call(self.client.v1.transfers.reversals.create_async(
+            transfer["id"], {"amount": left, "metadata": {"flow_id": req.flow_id,
+                                                          "tenant_id": req.tenant_id}},
+            options={"idempotency_key": req.idempotency_key}))
+        return PayoutReversal(self.name, reversal["id"], PAYMENT_SUCCEEDED,
+                              Money(int(reversal["amount"]), currency))
 
     async def _accounts(self) -> list[str]:
         ids: list[str] = []
