@@ -17,11 +17,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client, TLSConfig
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError, RPCStatusCode
 
 from payload_codec import EncryptionCodec
 from settings import MASK, Settings
@@ -53,14 +57,26 @@ def dev_server_args() -> list[str]:
         for a in ("--search-attribute", f"{name}={kind}")]
 
 
-async def register_search_attributes(client: Client, namespace: str = "default") -> None:
-    """Register walletflow's search attributes on a server started without them (the
-    time-skipping test server; `temporal operator search-attribute create` on a cluster)."""
+async def register_search_attributes(client: Client, namespace: str = "default") -> list[str]:
+    """Register those of walletflow's search attributes the namespace lacks (a dev server whose
+    database file predates them, the time-skipping test server); answer the names added. A
+    cluster that refuses (no operator permission) raises: register them there with `temporal
+    operator search-attribute create` (docs/operations.md)."""
     kinds = {"Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
              "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT}
-    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        search_attributes={name: kinds[kind] for name, kind in SEARCH_ATTRIBUTES.items()},
-        namespace=namespace))
+    try:
+        known = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace))
+        have = set(known.custom_attributes) | set(known.system_attributes)
+    except RPCError as e:  # the time-skipping test server lists nothing: add them all
+        if e.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        have = set()
+    missing = {n: kinds[k] for n, k in SEARCH_ATTRIBUTES.items() if n not in have}
+    if missing:
+        await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+            search_attributes=missing, namespace=namespace))
+    return sorted(missing)
 
 
 def metrics_runtime(bind_address: str) -> Runtime:

@@ -39,7 +39,13 @@ from observability import (
 )
 from schedules import ensure_janitor_schedule
 from settings import Settings, get_settings
-from temporal_client import connect, exit_now, log_configuration, metrics_runtime
+from temporal_client import (
+    connect,
+    exit_now,
+    log_configuration,
+    metrics_runtime,
+    register_search_attributes,
+)
 from workflows.campaign import CampaignWorkflow
 from workflows.donation import DonationWorkflow
 from workflows.janitor import JanitorWorkflow
@@ -179,6 +185,9 @@ async def main() -> None:
     if settings.run_dispatcher:
         dispatcher = asyncio.create_task(
             Dispatcher(client, session_factory(engine), settings.temporal_task_queue).run())
+    added = await register_search_attributes(client, client.namespace)
+    if added:
+        logging.info("registered the search attributes %s", ", ".join(added))
     await ensure_janitor_schedule(client, settings.temporal_task_queue,
                                   settings.janitor_interval_seconds)
     polling = False
