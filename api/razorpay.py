@@ -15,19 +15,15 @@ would (the flow deduplicates; the webhook that follows changes nothing)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import razorpay
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
     AppSettings,
@@ -38,13 +34,12 @@ from api.deps import (
     json_body,
     openapi_body,
 )
-from api.errors import ProblemError, problem
-from api.razorpay_events import MalformedEvent, RazorpayEvent, created_at, parse_event, read_body
+from api.errors import ProblemError
+from api.razorpay_events import MalformedEvent, created_at, parse_event, read_body
+from api.webhooks import decide_event, refuse_malformed, signal_flow
 from contracts.errors import ErrorCode as E
 from contracts.gateway import PAYMENT_SUCCEEDED, PaymentEvent
-from contracts.money import CURRENCY_EXPONENTS
 from db.gateway_objects import GatewayObjectKind, GatewayObjectRepository
-from db.webhook_events import WebhookEventRepository
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,67 +86,8 @@ async def razorpay_webhook(request: Request,
                                f"{int(age)} s ago)", status=400)
         event = parse_event(request.headers.get("x-razorpay-event-id"), raw)
     except MalformedEvent as e:
-        return await _refuse_malformed(session, body, str(e))
-    return JSONResponse(await _decide(session, temporal, event))
-
-
-async def _refuse_malformed(session: AsyncSession, body: bytes, why: str) -> JSONResponse:
-    """Record a signed but malformed delivery under a digest of its body, and refuse it."""
-    key = "malformed:" + hashlib.sha256(body).hexdigest()[:32]
-    events = WebhookEventRepository(session)
-    if await events.record(SOURCE, key, "malformed", None,
-                           {"body": body.decode("utf-8", "replace")}):
-        await events.mark(SOURCE, key, "malformed", False, why)
-    log.warning("malformed Razorpay event refused: %s", why)
-    return problem(E.MALFORMED_PAYLOAD, f"the event is malformed: {why}")
-
-
-async def _route(session: AsyncSession, event: RazorpayEvent) -> tuple[str | None, str | None]:
-    """The flow that created the object (as stored); ``notes.flow_id`` only cross-checks."""
-    if event.kind is None:
-        return None, None
-    if event.currency is not None and event.currency not in CURRENCY_EXPONENTS:
-        return None, f"currency {event.currency} is not one this service uses"
-    stored = await GatewayObjectRepository(session).find(SOURCE, event.kind, event.object_id)
-    if stored is None:
-        return event.flow_id, None
-    if event.flow_id is not None and event.flow_id != stored.flow_id:
-        return None, f"notes.flow_id names another flow than the one that created " \
-                     f"{event.object_id}"
-    said = event.money()
-    if said is not None and said != stored.amount:
-        return None, f"{event.object_id} is for {stored.amount}, the event says {said}"
-    return stored.flow_id, None
-
-
-async def _decide(session: AsyncSession, temporal: Client,
-                  event: RazorpayEvent) -> dict[str, Any]:
-    """Store the event once (by its event id), then signal its flow or say why not."""
-    flow_id, mismatch = await _route(session, event)
-    events = WebhookEventRepository(session)
-    if not await events.record(SOURCE, event.id, event.type, flow_id or event.flow_id,
-                               event.payload):
-        return {"received": True, "duplicate": True}
-    if mismatch is not None:
-        log.warning("Razorpay event %s ignored: %s", event.id, mismatch)
-        await events.mark(SOURCE, event.id, "ignored_mismatch", False, mismatch)
-        return {"received": True, "outcome": "ignored_mismatch", "detail": mismatch}
-    if event.signal is None or not flow_id:
-        await events.mark(SOURCE, event.id, "ignored", False)
-        return {"received": True, "outcome": "ignored"}
-    outcome = await _signal(temporal, flow_id, event.signal_name, event.signal)
-    await events.mark(SOURCE, event.id, outcome, outcome == "signalled")
-    return {"received": True, "outcome": outcome}
-
-
-async def _signal(temporal: Client, flow_id: str, name: str, signal: Any) -> str:
-    try:
-        await temporal.get_workflow_handle(flow_id).signal(name, signal)
-    except RPCError as e:
-        if e.status != RPCStatusCode.NOT_FOUND:
-            raise ProblemError(E.TEMPORAL_UNAVAILABLE, "try again later") from e
-        return "flow_closed_or_unknown"
-    return "signalled"
+        return await refuse_malformed(session, body, str(e), SOURCE)
+    return JSONResponse(await decide_event(session, temporal, event, SOURCE))
 
 
 # -- the checkout handler's answer ------------------------------------------------------------
@@ -193,5 +129,5 @@ async def verify_topup(flow_id: str, principal: ClientPrincipal,
                            status=400) from None
     event = PaymentEvent(f"checkout:{body.razorpay_payment_id}", body.razorpay_order_id,
                          PAYMENT_SUCCEEDED, stored.amount)
-    outcome = await _signal(temporal, flow_id, "payment_event", event)
+    outcome = await signal_flow(temporal, flow_id, "payment_event", event)
     return JSONResponse(VerifyView(flow_id=flow_id, verified=True, outcome=outcome).model_dump())

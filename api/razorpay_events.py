@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from api.stripe_events import MalformedEvent, StripeEvent
+from api.stripe_events import MalformedEvent, StripeEvent, event_field, well_formed
 from contracts.gateway import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PaymentEvent, RefundEvent
 from contracts.money import CURRENCY_EXPONENTS, Money
 from db.gateway_objects import GatewayObjectKind as Kind
@@ -30,24 +30,6 @@ ROUTED: dict[str, tuple[str, Kind, str, str]] = {
 RazorpayEvent = StripeEvent  # the same shape, routed the same way
 
 
-def _field(container: dict[str, Any], name: str, where: str, kind: type | tuple[type, ...],
-           required: bool = True) -> Any:
-    value = container.get(name)
-    if value is None:
-        if required:
-            raise MalformedEvent(f"{where}{name} is missing or null")
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise MalformedEvent(f"{where}{name} has the wrong type ({type(value).__name__})")
-    return value
-
-
-def _match(value: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.match(value):
-        raise MalformedEvent(f"{what} is not well formed")
-    return value
-
-
 def read_body(body: bytes) -> dict[str, Any]:
     try:
         raw = json.loads(body, parse_float=lambda _: _reject("a float"),
@@ -64,41 +46,43 @@ def _reject(what: str) -> Any:
 
 
 def created_at(raw: dict[str, Any]) -> int:
-    return int(_field(raw, "created_at", "", int))
+    return int(event_field(raw, "created_at", "", int))
 
 
 def parse_event(event_id: str | None, raw: dict[str, Any]) -> RazorpayEvent:
     """The event as the handler uses it, or ``MalformedEvent``."""
     if not event_id:
         raise MalformedEvent("the X-Razorpay-Event-Id header is missing")
-    event_id = _match(event_id, _ID, "X-Razorpay-Event-Id")
-    event_type = _match(_field(raw, "event", "", str), _TYPE, "event")
-    payload = _field(raw, "payload", "", dict)
+    event_id = well_formed(event_id, _ID, "X-Razorpay-Event-Id")
+    event_type = well_formed(event_field(raw, "event", "", str), _TYPE, "event")
+    payload = event_field(raw, "payload", "", dict)
     if event_type not in ROUTED:
         return RazorpayEvent(event_id, event_type, raw)
     entity_name, kind, signal_name, status = ROUTED[event_type]
-    wrapper = _field(payload, entity_name, "payload.", dict)
+    wrapper = event_field(payload, entity_name, "payload.", dict)
     where = f"payload.{entity_name}.entity."
-    entity = _field(wrapper, "entity", f"payload.{entity_name}.", dict)
-    entity_id = _match(_field(entity, "id", where, str), _ID, where + "id")
+    entity = event_field(wrapper, "entity", f"payload.{entity_name}.", dict)
+    entity_id = well_formed(event_field(entity, "id", where, str), _ID, where + "id")
     object_id = entity_id
     if entity_name == "payment":  # the flow's payment is the order the payment was for
-        object_id = _match(_field(entity, "order_id", where, str), _ID, where + "order_id")
+        object_id = well_formed(event_field(entity, "order_id", where, str), _ID,
+                                where + "order_id")
     notes = entity.get("notes")
     notes = notes if isinstance(notes, dict) else {}  # Razorpay sends [] for no notes
     flow_id = notes.get("flow_id") if isinstance(notes.get("flow_id"), str) else None
     if flow_id is not None:
-        _match(flow_id, _ID, where + "notes.flow_id")
-    amount = _field(entity, "amount", where, int)
+        well_formed(flow_id, _ID, where + "notes.flow_id")
+    amount = event_field(entity, "amount", where, int)
     if amount < 0:
         raise MalformedEvent(where + "amount is negative")
-    currency = _match(_field(entity, "currency", where, str), _CURRENCY,
+    currency = well_formed(event_field(entity, "currency", where, str), _CURRENCY,
                       where + "currency").upper()
-    reason = (_field(entity, "error_reason", where, str, required=False)
-              or _field(entity, "error_code", where, str, required=False))
+    reason = (event_field(entity, "error_reason", where, str, required=False)
+              or event_field(entity, "error_code", where, str, required=False))
     return RazorpayEvent(event_id, event_type, raw, kind, object_id, flow_id, amount, currency,
                          signal_name, _signal(event_id, kind, object_id, status,
-                                              Money(amount, currency), reason))
+                                              Money(amount, currency), reason),
+                         gateway="razorpay")
 
 
 def _signal(event_id: str, kind: Kind, object_id: str, status: str, said: Money,

@@ -96,7 +96,7 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
-def _field(container: dict[str, Any], name: str, where: str, kind: type | tuple[type, ...],
+def event_field(container: dict[str, Any], name: str, where: str, kind: type | tuple[type, ...],
            required: bool = True) -> Any:
     value = container.get(name)
     if value is None:
@@ -108,7 +108,7 @@ def _field(container: dict[str, Any], name: str, where: str, kind: type | tuple[
     return value
 
 
-def _match(value: str, pattern: re.Pattern[str], what: str) -> str:
+def well_formed(value: str, pattern: re.Pattern[str], what: str) -> str:
     if not pattern.match(value):
         raise MalformedEvent(f"{what} is not well formed")
     return value
@@ -122,20 +122,20 @@ def parse_event(body: bytes) -> StripeEvent:
         raise MalformedEvent("the body is not JSON") from None
     if not isinstance(raw, dict):
         raise MalformedEvent("the event is not a JSON object")
-    event_id = _match(_field(raw, "id", "", str), _ID, "id")
-    event_type = _match(_field(raw, "type", "", str), _TYPE, "type")
-    data = _field(raw, "data", "", dict)
-    obj = _field(data, "object", "data.", dict)
+    event_id = well_formed(event_field(raw, "id", "", str), _ID, "id")
+    event_type = well_formed(event_field(raw, "type", "", str), _TYPE, "type")
+    data = event_field(raw, "data", "", dict)
+    obj = event_field(data, "object", "data.", dict)
     if event_type not in ROUTED:
         return StripeEvent(event_id, event_type, raw)
     stripe_type, kind, signal_name, status = ROUTED[event_type]
-    if _field(obj, "object", "data.object.", str) != stripe_type:
+    if event_field(obj, "object", "data.object.", str) != stripe_type:
         raise MalformedEvent(f"a {event_type} event must carry a {stripe_type}")
-    object_id = _match(_field(obj, "id", "data.object.", str), _ID, "data.object.id")
-    metadata = _field(obj, "metadata", "data.object.", dict, required=False) or {}
-    flow_id = _field(metadata, "flow_id", "data.object.metadata.", str, required=False) or None
+    object_id = well_formed(event_field(obj, "id", "data.object.", str), _ID, "data.object.id")
+    metadata = event_field(obj, "metadata", "data.object.", dict, required=False) or {}
+    flow_id = event_field(metadata, "flow_id", "data.object.metadata.", str, required=False) or None
     if flow_id is not None:
-        _match(flow_id, _ID, "data.object.metadata.flow_id")
+        well_formed(flow_id, _ID, "data.object.metadata.flow_id")
     amount, currency = _amount(obj, "amount_total" if stripe_type == SESSION else "amount")
     if metadata.get(SURFACE_KEY) == CHECKOUT_SURFACE and stripe_type == "payment_intent":
         return StripeEvent(event_id, event_type, raw, flow_id=flow_id,
@@ -149,12 +149,13 @@ def parse_event(body: bytes) -> StripeEvent:
 
 def _amount(obj: dict[str, Any], name: str = "amount") -> tuple[int | None, str | None]:
     where = "data.object."
-    amount = _field(obj, name, where, int, required=False)
+    amount = event_field(obj, name, where, int, required=False)
     if amount is None:
         return None, None
     if amount < 0:
         raise MalformedEvent(f"data.object.{name} is negative")
-    currency = _match(_field(obj, "currency", where, str), _CURRENCY, "data.object.currency")
+    currency = well_formed(event_field(obj, "currency", where, str), _CURRENCY,
+                           "data.object.currency")
     return amount, currency.upper()
 
 
@@ -163,16 +164,16 @@ def _signal(event: StripeEvent, obj: dict[str, Any], status: str) -> Signal:
     if event.gateway == CHECKOUT_SURFACE:
         return _session_signal(event, obj, status)
     if event.kind is Kind.PAYMENT:
-        error = _field(obj, "last_payment_error", where, dict, required=False) or {}
-        reason = _field(error, "code", where + "last_payment_error.", str, required=False)
+        error = event_field(obj, "last_payment_error", where, dict, required=False) or {}
+        reason = event_field(error, "code", where + "last_payment_error.", str, required=False)
         money = event.money() if event.currency in CURRENCY_EXPONENTS else None
         return PaymentEvent(event.id, event.object_id, status, money, reason)
     if event.kind is Kind.REFUND:
-        state = _field(obj, "status", where, str, required=False) or ""
-        reason = _field(obj, "failure_reason", where, str, required=False)
+        state = event_field(obj, "status", where, str, required=False) or ""
+        reason = event_field(obj, "failure_reason", where, str, required=False)
         return RefundEvent(event.id, event.object_id,
                            STRIPE_REFUND_STATUS.get(state, PAYMENT_PENDING), reason)
-    reason = _field(obj, "failure_code", where, str, required=False)
+    reason = event_field(obj, "failure_code", where, str, required=False)
     return PayoutEvent(event.id, event.object_id, status, reason)
 
 
@@ -180,7 +181,7 @@ def _session_signal(event: StripeEvent, obj: dict[str, Any], status: str) -> Pay
     """A Checkout Session's event: completed and paid (or nothing to pay) → succeeded,
     completed but unpaid → pending (its async_payment_* event decides)."""
     where = "data.object."
-    paid = _field(obj, "payment_status", where, str)
+    paid = event_field(obj, "payment_status", where, str)
     if not status:
         status = PAYMENT_SUCCEEDED if paid in ("paid", "no_payment_required") else PAYMENT_PENDING
     reason = {PAYMENT_FAILED: "async_payment_failed",

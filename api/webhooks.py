@@ -57,10 +57,12 @@ async def verified_stripe_body(request: Request, body: RawBody,
                        "the signature does not match, or its timestamp is too old", status=400)
 
 
-async def _route(session: AsyncSession, event: StripeEvent) -> tuple[str | None, str | None]:
-    """The flow to signal, or why none may be: the flow that created the object (as stored);
-    ``metadata.flow_id`` only cross-checks it, and routes an object not recorded yet (its event
-    raced the recording)."""
+async def route_event(session: AsyncSession, event: StripeEvent
+                      ) -> tuple[str | None, str | None]:
+    """The flow to signal, or why none may be: the flow that created the object (as stored,
+    under ``event.gateway``); the flow id the object carries (Stripe's ``metadata.flow_id``,
+    Razorpay's ``notes.flow_id``) only cross-checks it, and routes an object not recorded yet
+    (its event raced the recording)."""
     if event.kind is None:
         return None, None
     if event.currency is not None and event.currency not in CURRENCY_EXPONENTS:
@@ -70,7 +72,7 @@ async def _route(session: AsyncSession, event: StripeEvent) -> tuple[str | None,
     if stored is None:
         return event.flow_id, None
     if event.flow_id is not None and event.flow_id != stored.flow_id:
-        return None, (f"metadata.flow_id names another flow than the one that created "
+        return None, (f"the event's flow id names another flow than the one that created "
                       f"{event.object_id}")
     said = event.money()
     if said is not None and said != stored.amount:
@@ -78,16 +80,17 @@ async def _route(session: AsyncSession, event: StripeEvent) -> tuple[str | None,
     return stored.flow_id, None
 
 
-async def _refuse_malformed(session: AsyncSession, body: bytes, why: str) -> JSONResponse:
+async def refuse_malformed(session: AsyncSession, body: bytes, why: str,
+                           source: str = SOURCE) -> JSONResponse:
     """Record a signed but malformed delivery (under a digest of its body: its own id may be
     what is malformed, and must stay free for a well-formed delivery) and refuse it; answered,
     not raised, so the request's session commits the record."""
     key = "malformed:" + hashlib.sha256(body).hexdigest()[:32]
     events = WebhookEventRepository(session)
-    if await events.record(SOURCE, key, "malformed", None,
+    if await events.record(source, key, "malformed", None,
                            {"body": body.decode("utf-8", "replace")}):
-        await events.mark(SOURCE, key, "malformed", False, why)
-    log.warning("malformed Stripe event refused: %s", why)
+        await events.mark(source, key, "malformed", False, why)
+    log.warning("malformed %s event refused: %s", source, why)
     return problem(E.MALFORMED_PAYLOAD, f"the event is malformed: {why}")
 
 
@@ -98,38 +101,42 @@ async def stripe_webhook(body: Annotated[bytes, Depends(verified_stripe_body)],
         event = parse_event(body)
         account = account_status(event)  # account.updated (Connect): the payee's status
     except MalformedEvent as e:
-        return await _refuse_malformed(session, body, str(e))
+        return await refuse_malformed(session, body, str(e))
     if account is not None:
         return JSONResponse(await record_account_update(session, event, *account))
-    return JSONResponse(await _decide(session, temporal, event))
+    return JSONResponse(await decide_event(session, temporal, event))
 
 
-async def _decide(session: AsyncSession, temporal: Client,
-                  event: StripeEvent) -> dict[str, Any]:
-    """Store the event once, then signal the flow it is routed to, or say why not."""
-    flow_id, mismatch = await _route(session, event)
+async def decide_event(session: AsyncSession, temporal: Client, event: StripeEvent,
+                       source: str = SOURCE) -> dict[str, Any]:
+    """Store the event once (by its id, per source), then signal the flow it is routed to, or
+    say why not."""
+    flow_id, mismatch = await route_event(session, event)
     events = WebhookEventRepository(session)
     # The insert's row lock is held until commit: concurrent duplicates wait here, then see
     # the event already decided.
-    if not await events.record(SOURCE, event.id, event.type, flow_id or event.flow_id,
+    if not await events.record(source, event.id, event.type, flow_id or event.flow_id,
                                event.payload):
         return {"received": True, "duplicate": True}
     if mismatch is not None:
-        log.warning("Stripe event %s ignored: %s", event.id, mismatch)
-        await events.mark(SOURCE, event.id, "ignored_mismatch", False, mismatch)
+        log.warning("%s event %s ignored: %s", source, event.id, mismatch)
+        await events.mark(source, event.id, "ignored_mismatch", False, mismatch)
         return {"received": True, "outcome": "ignored_mismatch", "detail": mismatch}
     if event.signal is None or not flow_id:
-        await events.mark(SOURCE, event.id, "ignored", False, event.note)
+        await events.mark(source, event.id, "ignored", False, event.note)
         return {"received": True, "outcome": "ignored"}
+    outcome = await signal_flow(temporal, flow_id, event.signal_name, event.signal)
+    await events.mark(source, event.id, outcome, outcome == "signalled")
+    return {"received": True, "outcome": outcome}
 
-    handle = temporal.get_workflow_handle(flow_id)
+
+async def signal_flow(temporal: Client, flow_id: str, name: str, signal: Any) -> str:
+    """Signal a flow: ``signalled``, or ``flow_closed_or_unknown`` (acknowledged and recorded);
+    Temporal unreachable is a 503."""
     try:
-        await handle.signal(event.signal_name, event.signal)
-        outcome, signalled = "signalled", True
+        await temporal.get_workflow_handle(flow_id).signal(name, signal)
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:
             raise ProblemError(E.TEMPORAL_UNAVAILABLE, "try again later") from e
-        # Unknown flow, or one that already finished: acknowledged and recorded.
-        outcome, signalled = "flow_closed_or_unknown", False
-    await events.mark(SOURCE, event.id, outcome, signalled)
-    return {"received": True, "outcome": outcome}
+        return "flow_closed_or_unknown"
+    return "signalled"
