@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -59,6 +59,9 @@ class GatewayActivities:
                  payouts: PayoutProviders | None = None):
         self.gateways = gateways
         self.sessions = sessions
+        # for a lone statement: no BEGIN/COMMIT round trips (activities/ledger.py does the same)
+        self.autocommit: AsyncEngine = sessions.kw["bind"].execution_options(
+            isolation_level="AUTOCOMMIT")
         # payouts go through a provider chosen by method (gateways/payouts.py)
         self.payouts = payouts or PayoutProviders.of_gateways(gateways)
 
@@ -85,9 +88,12 @@ class GatewayActivities:
         """Remember which flow created the object, once: a retry (same gateway idempotency key,
         same object) records nothing twice. A failure here is retried like a gateway fault.
         ``payee``: the account a payout was made on (asked about it at the deadline)."""
-        async with self.sessions.begin() as session:
-            stored = await GatewayObjectRepository(session).record(obj)
-            if payee is not None:
+        if payee is None:  # one statement, its own transaction: one round trip
+            async with self.autocommit.connect() as conn:
+                stored = await GatewayObjectRepository(conn).record(obj)
+        else:  # the payout and its payee together
+            async with self.sessions.begin() as session:
+                stored = await GatewayObjectRepository(session).record(obj)
                 await PayeeRepository(session).record_payout(obj.gateway, obj.object_id, payee,
                                                              obj.tenant_id, obj.flow_id)
         if stored.flow_id != obj.flow_id:

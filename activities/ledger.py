@@ -32,8 +32,10 @@ Outcome = list[PostedTransfer] | Exception
 class GroupCommit(Generic[R, T]):
     """Natural batching: up to ``max_in_flight`` batches run at once; requests arriving while
     they run queue up, and each finished batch starts the next with everything queued (at most
-    ``max_batch``). A lone request on an idle worker goes at once, so batching adds no wait;
-    under load, concurrent requests share one round trip and one commit.
+    ``max_batch``). A request is dispatched at the end of the event-loop turn it arrived in,
+    with every request that arrived in the same turn (the waiters one statement woke up
+    resubmit together), so a lone request on an idle worker waits for no other; under load,
+    concurrent requests share one round trip and one commit.
 
     ``run`` gets the requests and returns one outcome per request, in order: a result, or the
     exception that request alone gets."""
@@ -45,13 +47,21 @@ class GroupCommit(Generic[R, T]):
         self._queue: list[tuple[R, asyncio.Future[T | Exception]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dispatch_soon = False
         self.batches = 0  # statements run so far (requests share them under load)
 
     async def submit(self, request: R) -> T | Exception:
-        future: asyncio.Future[T | Exception] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T | Exception] = loop.create_future()
         self._queue.append((request, future))
-        self._dispatch()
+        if not self._dispatch_soon:  # once per turn: the turn's other requests join the batch
+            self._dispatch_soon = True
+            loop.call_soon(self._dispatch_queued)
         return await future
+
+    def _dispatch_queued(self) -> None:
+        self._dispatch_soon = False
+        self._dispatch()
 
     def _dispatch(self) -> None:
         while self._queue and self._in_flight < self.max_in_flight:
@@ -114,9 +124,13 @@ class LedgerActivities:
             try:
                 async with self.autocommit.connect() as conn:
                     return list(await LedgerRepository(conn, self._account_ids).post_many(reqs))
-            except (LedgerRace, DBAPIError) as e:
-                # A same-key race or a failing statement: nothing was written; post them one
-                # by one, so each gets its own outcome.
+            except LedgerRace as e:
+                # A key twice in the batch or a same-key race: nothing was written; post them
+                # one by one, in order, so each gets its own outcome (a repeated key then
+                # finds the first one's transfer: a replay, not a race).
+                log.info("ledger: batch of %d posted one by one (%s)", len(reqs), e)
+                return [await self._post_one(r) for r in reqs]
+            except DBAPIError as e:  # a failing statement: each request tries on its own
                 log.info("ledger: batch of %d posted one by one (%s)", len(reqs), e)
         return list(await asyncio.gather(*(self._post_one(r) for r in reqs)))
 

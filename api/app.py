@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, tracer_provider: Any | None = N
         url = await resolve_database_url(settings.database_url, settings.state_dir)
         engine = create_engine(url, settings.db_pool_size)
         app.state.sessions = session_factory(engine)
+        app.state.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         app.state.temporal = await connect(settings, lazy=True,
                                            interceptors=temporal_interceptors(tracer_provider))
         try:

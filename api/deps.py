@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.boundary import refuse_unencodable
@@ -30,6 +30,13 @@ M = TypeVar("M", bound=BaseModel)
 def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessions
     return factory
+
+
+def _autocommit(request: Request) -> AsyncEngine:
+    """The engine with ``isolation_level="AUTOCOMMIT"``: a lone statement is its own
+    transaction, one round trip without BEGIN and COMMIT/ROLLBACK (the API key lookup)."""
+    engine: AsyncEngine = request.app.state.autocommit
+    return engine
 
 
 def _temporal(request: Request) -> Client:
@@ -52,8 +59,13 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
     rolled back when anything raises — before the response is sent (``scope="function"``), so
     an answer never reports what was not committed and a refused request writes nothing.
     A request that starts a workflow commits once earlier, before the start
-    (``api/flowstart.py`` ``commit_before_start``)."""
-    async with _sessions(request)() as session:
+    (``api/flowstart.py`` ``commit_before_start``). A GET only reads (no GET route writes):
+    its session runs each statement on its own (autocommit), without the BEGIN and COMMIT
+    round trips; under READ COMMITTED every statement has its own snapshot anyway, and a read
+    that needs one snapshot still asks for its own transaction (``api/analytics.py``)."""
+    reads = request.method in ("GET", "HEAD")
+    factory = _sessions(request)
+    async with (factory(bind=_autocommit(request)) if reads else factory()) as session:
         try:
             yield session
         except Exception:
@@ -64,6 +76,7 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
+Autocommit = Annotated[AsyncEngine, Depends(_autocommit)]
 DbSession = Annotated[AsyncSession, Depends(db_session, scope="function")]
 Temporal = Annotated[Client, Depends(_temporal)]
 AppSettings = Annotated[Settings, Depends(_settings)]
@@ -127,13 +140,15 @@ def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
         "application/json": {"schema": model.model_json_schema()}}}}
 
 
-async def _principal(request: Request, sessions: Sessions) -> Principal:
+async def _principal(request: Request, autocommit: Autocommit) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ProblemError(E.UNAUTHORIZED, "send Authorization: Bearer <api key>")
-    async with sessions() as session:
-        principal = await TenantRepository(session).authenticate(key.strip())
+    # One statement on its own pooled connection, returned at once (as the session before
+    # it was); read afresh on every request, so a revoked key is refused at once.
+    async with autocommit.connect() as conn:
+        principal = await TenantRepository(conn).authenticate(key.strip())
     if principal is None:
         raise ProblemError(E.UNAUTHORIZED, "unknown or revoked API key")
     request.state.principal = principal

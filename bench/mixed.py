@@ -27,8 +27,10 @@ from temporalio.worker import Worker
 from bench.common import STATE_DIR, STRIPE_KEY, WEBHOOK_SECRET, BenchConfig, BenchError, log
 from bench.floor import FloorRunner, FloorWorkflow, noop_activity
 from bench.histories import fmt_profiles, profiles
+from bench.mixed_report import report_mixed
 from bench.openloop import Window, open_loop
 from bench.procs import Child, ProcCpu, free_port, postgres_processes, spawn, temporal_process
+from bench.skeleton_load import SkeletonLoad
 from bench.stack import Stack, make_settings
 from bench.stats import run_concurrent
 from contracts.ledger import AccountRef, TransferRequest
@@ -293,38 +295,33 @@ async def warm_up(m: MixedStack, n: int) -> None:
     await run_concurrent(8, len(kinds), lambda _w, i: run_kind_s(m, kinds[i]))
 
 
-def p99(w: dict[str, Any], kind: str, phase: str = "done") -> float | None:
-    row = w["kinds"].get(kind, {}).get(phase)
-    return None if row is None else float(row["p99_ms"])
-
-
-async def find_saturation(m: MixedStack, floor: float, seconds: float
+async def find_saturation(m: MixedStack, floor: float, seconds: float, refine: int
                           ) -> tuple[float, list[dict[str, Any]]]:
     """Step the offered rate (0.5x, 0.75x, 1x, 1.5x the floor, until one does not keep up;
-    0.25x if none does); the highest rate whose completions keep up, and the steps."""
+    0.25x if none does), then halve the gap between the highest rate that kept up and the
+    lowest that did not ``refine`` times; the highest rate that kept up, and the steps."""
     steps: list[dict[str, Any]] = []
-    best = 0.0
-    for factor in (0.5, 0.75, 1.0, 1.5):
-        w = await window(m, factor * floor, seconds, f"step {factor:g}x floor")
+
+    async def keeps_up(rate: float, label: str) -> bool:
+        w = await window(m, rate, seconds, label)
         steps.append(w)
-        if not w["keeps_up"]:
+        return bool(w["keeps_up"])
+
+    best, failed = 0.0, 0.0
+    for factor in (0.5, 0.75, 1.0, 1.5):
+        if not await keeps_up(factor * floor, f"step {factor:g}x floor"):
+            failed = factor * floor
             break
         best = factor * floor
-    if not best:
-        w = await window(m, 0.25 * floor, seconds, "step 0.25x floor")
-        steps.append(w)
-        best = 0.25 * floor if w["keeps_up"] else 0.0
+    if not best and await keeps_up(0.25 * floor, "step 0.25x floor"):
+        best = 0.25 * floor
+    for _ in range(refine if best and failed else 0):
+        mid = (best + failed) / 2
+        if await keeps_up(mid, f"step {mid / floor:.3g}x floor"):
+            best = mid
+        else:
+            failed = mid
     return best, steps
-
-
-def cpu_per_topup(w: dict[str, Any]) -> dict[str, float]:
-    n = max(1, w["kinds"].get("topup", {}).get("completed", 0))
-    cpu = w["cpu_s"]
-    own = cpu.get("api", 0.0) + cpu.get("worker", 0.0)
-    return {"walletflow_ms": 1000 * own / n, "temporal_ms": 1000 * cpu.get("temporal", 0) / n,
-            "standin_ms": 1000 * cpu.get("standin", 0) / n,
-            "postgres_ms": 1000 * cpu.get("postgres", 0) / n,
-            "bench_client_ms": 1000 * cpu.get("bench_client", 0) / n, "topups": n}
 
 
 async def part_mixed(st: Stack, cfg: BenchConfig, res: Any) -> None:
@@ -337,45 +334,22 @@ async def part_mixed(st: Stack, cfg: BenchConfig, res: Any) -> None:
                 f"{k} {v:.1f}" for k, v in floor["cpu_ms_per_wf"].items()))
         await warm_up(m, POOL)
         await settle(m)
-        sat, steps = await find_saturation(m, floor["wps"], seconds)
+        sat, steps = await find_saturation(m, floor["wps"], seconds, 2 if cfg.quick else 3)
         base = sat or 0.25 * floor["wps"]
         at70 = await window(m, 0.7 * base, seconds, "70% of saturation")
         at50 = await window(m, 0.5 * base, seconds, "50% of saturation")
         topups = await window(m, 0.5 * base, seconds, "top-ups alone, 50% of saturation",
                               mix=[("topup", 1.0)])
+        skel = SkeletonLoad(m.client, st.run_id)
+        async with skel.worker():
+            await skel.window(0.5 * base, 3.0, "skeleton warm-up", m.procs)
+            bare = {pct: await skel.window(pct / 100 * base, seconds,
+                                           f"skeleton alone, {pct}% of saturation", m.procs)
+                    for pct in (70, 50)}
         hist = await profiles(m.client, m.samples)
     for line in fmt_profiles(hist):
         log(f"(m) history of {line}")
-    report_mixed(res, floor, sat, steps, at70, at50, topups)
+    report_mixed(res, floor, sat, steps, {"at_70pct": at70, "at_50pct": at50,
+                                          "topups_alone": topups, "skeleton_70pct": bare[70],
+                                          "skeleton_50pct": bare[50]})
     res.details["mixed"]["histories"] = hist
-
-
-def report_mixed(res: Any, floor: dict[str, Any], sat: float, steps: list[dict[str, Any]],
-                 at70: dict[str, Any], at50: dict[str, Any], topups: dict[str, Any]) -> None:
-    cpu = cpu_per_topup(topups)
-    worst70 = max((v["done"]["p99_ms"] for v in at70["kinds"].values() if "done" in v),
-                  default=None)
-    log(f"(m) CPU per top-up: walletflow (API + worker) {cpu['walletflow_ms']:.1f} ms, "
-        f"Temporal {cpu['temporal_ms']:.1f} ms, stand-in {cpu['standin_ms']:.1f} ms, "
-        f"PostgreSQL {cpu['postgres_ms']:.1f} ms, bench client {cpu['bench_client_ms']:.1f} ms")
-    res.details["mixed"] = {"floor": floor, "saturation_flows_per_s": sat, "steps": steps,
-                            "at_70pct": at70, "at_50pct": at50, "topups_alone": topups,
-                            "cpu_per_topup": cpu, "mix": MIX}
-    res.add("mixed_floor_wps", "(m) floor on the mixed run's server, 32 starters",
-            floor["wps"], "wf/s")
-    res.add("mixed_saturation", "(m) mixed saturation rate", sat, "flows/s")
-    res.add("mixed_saturation_over_floor", "(m) mixed saturation / floor", sat / floor["wps"],
-            "", (">=", 1.0))
-    res.add("mixed_70_worst_p99_ms", "(m) 70% of saturation: worst kind's p99", worst70, "ms",
-            ("<=", 250.0))
-    res.add("mixed_50_start_p99_ms", "(m) 50%: top-up flow-start p99", p99(at50, "topup", "start"),
-            "ms", ("<=", 50.0))
-    res.add("mixed_50_credit_p99_ms", "(m) 50%: top-up paid → credited p99",
-            p99(at50, "topup", "paid_to_done"), "ms", ("<=", 50.0))
-    res.add("mixed_cpu_walletflow_ms", "(m) API + worker CPU per top-up", cpu["walletflow_ms"],
-            "ms")
-    res.add("mixed_cpu_temporal_ms", "(m) Temporal server CPU per top-up", cpu["temporal_ms"],
-            "ms")
-    res.add("mixed_cpu_ratio", "(m) walletflow / Temporal CPU per top-up",
-            cpu["walletflow_ms"] / cpu["temporal_ms"] if cpu["temporal_ms"] else None, "",
-            ("<=", 1.0))

@@ -10,6 +10,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# What ``claim`` returns of a key's row (besides ``claimed``).
+_CLAIMED = ("flow_id, kind, request_hash, response, status_code, "
+            "coalesce(locked_until > now(), false) AS in_flight")
+
 
 class FlowRepository:
     """The tenant-scoped Idempotency-Key store: one row per flow-starting request."""
@@ -24,22 +28,25 @@ class FlowRepository:
         stored row, with ``claimed`` (this call inserted it) and ``in_flight`` (another request
         holds its lease; no lease when ``lease_seconds`` is None); None when the flow id
         already belongs to another key (e.g. an order paid under another key)."""
+        # One round trip for a new key: the insert returns the stored row itself (now() is
+        # the transaction's, so ``in_flight`` is what a later select would say); a repeat key
+        # (or a flow id taken by another key) inserts nothing and is looked up.
         inserted = (await self.session.execute(
             text("INSERT INTO flows (tenant_id, idempotency_key, flow_id, kind, user_id, "
                  "request_hash, locked_until) VALUES (:t, :k, :f, :kind, :u, :h, "
                  "now() + make_interval(secs => CAST(:lease AS double precision))) "
                  "ON CONFLICT DO NOTHING "
-                 "RETURNING flow_id"),
+                 f"RETURNING {_CLAIMED}"),
             {"t": tenant_id, "k": key, "f": flow_id, "kind": kind, "u": user_id,
              "h": request_hash, "lease": lease_seconds},
         )).first()
+        if inserted is not None:
+            return dict(inserted._mapping) | {"claimed": True}
         row = (await self.session.execute(
-            text("SELECT flow_id, kind, request_hash, response, status_code, "
-                 "coalesce(locked_until > now(), false) AS in_flight FROM flows "
-                 "WHERE tenant_id = :t AND idempotency_key = :k"),
+            text(f"SELECT {_CLAIMED} FROM flows WHERE tenant_id = :t AND idempotency_key = :k"),
             {"t": tenant_id, "k": key},
         )).first()
-        return dict(row._mapping) | {"claimed": inserted is not None} if row else None
+        return dict(row._mapping) | {"claimed": False} if row else None
 
     async def take_over(self, tenant_id: str, key: str, lease_seconds: float) -> bool:
         """Hold the lease of a key whose flow has no final answer and no request starting it

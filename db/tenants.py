@@ -1,5 +1,7 @@
 """Tenants and their API keys: who is calling (``Principal``), keys created and checked,
-the tenant's admins and settings. Nothing here commits: the caller owns the transaction."""
+the tenant's admins and settings. Nothing here commits: the caller owns the transaction (or,
+given an autocommit connection, each statement is its own: the API's key lookup, one round
+trip instead of BEGIN + SELECT + ROLLBACK)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts import settings as rules
 from db.settings_audit import SettingsAudit
@@ -39,7 +41,7 @@ def new_api_key() -> tuple[str, str]:
 
 
 class TenantRepository:
-    def __init__(self, session: AsyncSession):
+    def __init__(self, session: AsyncSession | AsyncConnection):
         self.session = session
 
     async def create_tenant(self, slug: str, name: str, settings: dict[str, Any] | None = None
