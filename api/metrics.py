@@ -47,7 +47,7 @@ def install(app: FastAPI) -> None:
     app.state.metrics = ApiMetrics()
 
 
-def _metrics(request: Request) -> ApiMetrics:
+async def _metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 

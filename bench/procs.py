@@ -21,11 +21,19 @@ import psutil
 from bench.common import ROOT, BenchError
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port, never one this process handed out already (the kernel may offer a port
+    again once its socket is closed, before the child that got it has bound it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def read_tail(path: Path, size: int = 3000) -> str:
