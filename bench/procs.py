@@ -20,7 +20,6 @@ import psutil
 
 from bench.common import ROOT, BenchError
 
-
 _HANDED_OUT: set[int] = set()
 
 
