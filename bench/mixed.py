@@ -353,3 +353,4 @@ async def part_mixed(st: Stack, cfg: BenchConfig, res: Any) -> None:
                                           "topups_alone": topups, "skeleton_70pct": bare[70],
                                           "skeleton_50pct": bare[50]})
     res.details["mixed"]["histories"] = hist
+    res.details["mixed"]["mix"] = MIX
