@@ -63,13 +63,6 @@ _LOCK = text(
     "SELECT id, kind, posted, pending_in, pending_out FROM accounts "
     "WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
 )
-# Lock, decide and write a batch of transfers in one round trip (see migration 0008).
-_POST = text(
-    "SELECT idempotency_key, transfer_id, state, replayed, problem FROM ledger_post("
-    "CAST(:tenant AS uuid), :flow, :pending, CAST(:keys AS text[]), CAST(:debits AS bigint[]), "
-    "CAST(:credits AS bigint[]), CAST(:amounts AS bigint[]), CAST(:currencies AS text[]), "
-    "CAST(:kinds AS text[]), CAST(:metas AS text[]), CAST(:events AS jsonb))"
-)
 # Several independent requests in one statement and one commit (migration 0009).
 _POST_MANY = text(
     "SELECT request, idempotency_key, transfer_id, state, replayed, problem FROM "
@@ -142,25 +135,20 @@ class LedgerRepository(LedgerReads):
     async def post(self, tenant_id: str, flow_id: str, transfers: list[TransferRequest],
                    pending: bool = False, events: Sequence[EventOut] = ()
                    ) -> list[PostedTransfer]:
-        """Write transfers (posted, or pending holds) all-or-nothing, in one round trip
-        (``ledger_post()``, migration 0008).
+        """Write transfers (posted, or pending holds) all-or-nothing, in one round trip: a
+        batch of one request for ``ledger_post_many()`` (migration 0014), so one function in
+        the database decides every ledger write.
 
         A key already written returns the first result and moves nothing; the same key with a
         different movement raises LedgerConflict; a user account without enough available
         funds raises InsufficientFunds. Refusals write nothing and leave the transaction usable.
         ``events`` are recorded in the outbox with the transfers (once per event key).
         """
-        rows = await self._rows(tenant_id, transfers, events)
-        conn = await self._connection()
-        try:
-            result = (await conn.execute(_POST, {
-                "tenant": tenant_id, "flow": flow_id, "pending": pending, **rows,
-                "events": json.dumps(_events(events))})).all()
-        except DBAPIError as e:
-            if sqlstate(e) == "WL001":
-                raise LedgerRace(f"a concurrent writer used one of {rows['keys']}; retry") from e
-            raise
-        return _outcome(result)
+        request = PostTransfersRequest(tenant_id, flow_id, transfers, pending, list(events))
+        outcome = (await self.post_many([request]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def post_many(self, requests: Sequence[PostTransfersRequest]
                         ) -> list[list[PostedTransfer] | LedgerError | LedgerRace]:
@@ -209,8 +197,8 @@ class LedgerRepository(LedgerReads):
 
     async def _rows(self, tenant_id: str, transfers: Sequence[TransferRequest],
                     events: Sequence[EventOut]) -> dict[str, list[Any]]:
-        """The transfers as the parallel arrays ``ledger_post()`` takes (account ids resolved,
-        sharded accounts picked by key)."""
+        """The transfers as the parallel arrays ``ledger_post_many()`` takes (account ids
+        resolved, sharded accounts picked by key)."""
         if any(e.tenant_id != tenant_id for e in events):
             raise LedgerConflict("an event for another tenant")
         keys = [t.idempotency_key for t in transfers]
@@ -310,7 +298,8 @@ def _events(events: Sequence[EventOut]) -> list[dict[str, Any]]:
 
 
 def _outcome(result: Sequence[Any]) -> list[PostedTransfer]:
-    """``ledger_post()``'s rows as transfers, or the refusal they carry, raised."""
+    """One request's rows of ``ledger_post_many()`` as transfers, or the refusal they carry,
+    raised."""
     problem = result[0].problem if result else None
     if problem:
         code, _, detail = problem.partition(": ")
@@ -324,7 +313,7 @@ def _outcome(result: Sequence[Any]) -> list[PostedTransfer]:
 
 
 def _decimal_amounts(detail: str) -> str:
-    """``ledger_post()``'s "available 1000 < 1100 EUR" (minor units) as a human message with
+    """``ledger_post_many()``'s "available 1000 < 1100 EUR" (minor units) as a human message with
     decimal amounts: "available 10.00 EUR, needed 11.00 EUR"."""
     found = _FUNDS.fullmatch(detail)
     if found is None:

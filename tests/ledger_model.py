@@ -78,7 +78,7 @@ class Model:
         p, i, o = self.balance(ref)
         self.balances[ref] = (p + posted, i + pending_in, o + pending_out)
 
-    # -- posting (``ledger_post()``) ------------------------------------------------------------
+    # -- posting (``ledger_post_many()``) -------------------------------------------------------
 
     def post(self, legs: list[Leg], pending: bool) -> tuple[Outcome, Model]:
         """A request's outcome, and the model after it."""

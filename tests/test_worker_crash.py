@@ -120,10 +120,10 @@ async def test_killed_while_posting_to_the_ledger(crash_setup, stripe_ctl, sessi
             async with sessions() as s:
                 return (await s.execute(text(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%ledger_post(%'"))).scalar_one()
+                    "AND query LIKE '%ledger_post%'"))).scalar_one()
 
         await eventually(waiting_on_lock, lambda n: n >= 1, within=30)
-        worker.kill()  # mid-statement: the worker is gone, its ledger_post() still waits
+        worker.kill()  # mid-statement: the worker is gone, its ledger statement still waits
         assert await tenant_transfers(sessions, tenant) == 0
         await blocker.rollback()
     # The posting is one autocommit statement: it completes on its own once the lock is free.
